@@ -36,6 +36,8 @@ extern "C" {
     X(QUEUE_FULL, -12, "outgoing queue full")                                        \
     X(BAD_STATE, -13, "operation not allowed in the current state")                  \
     X(BAD_WILL, -14, "will given without a topic, or will fields without a will")   \
+    X(BAD_URI, -15, "invalid URI (expected scheme://host[:port][/path])")          \
+    X(UNSUPPORTED, -16, "not supported by this build")                              \
     X(MALFORMED_LENGTH, -20, "malformed Remaining Length")                           \
     X(PACKET_TOO_LARGE, -21, "incoming packet exceeds the maximum size")             \
     X(BAD_PACKET_TYPE, -22, "reserved control packet type (0 or 15)")                \
@@ -54,7 +56,14 @@ extern "C" {
     X(REFUSED_NOT_AUTHORIZED, -35, "connection refused: not authorized")             \
     X(CONNECTION_LOST, -36, "connection lost")                                       \
     X(DROPPED, -37, "message dropped: the queue was full (drop-oldest policy)")      \
-    X(ABORTED, -38, "request abandoned before completion")
+    X(ABORTED, -38, "request abandoned before completion")                           \
+    X(RESOLVE, -40, "host name could not be resolved")                               \
+    X(CONNECT_REFUSED, -41, "connection refused by the host (nothing listening)")    \
+    X(CONNECT_TIMEOUT, -42, "connection attempt timed out")                          \
+    X(UNREACHABLE, -43, "network or host unreachable")                               \
+    X(CLOSED_BY_PEER, -44, "connection closed by the broker")                        \
+    X(TRANSPORT, -45, "network I/O error")                                           \
+    X(THREAD, -46, "could not start the client thread")
 
 /** Error codes. All failures are negative; 0 is success. */
 typedef enum mqttc_error {
