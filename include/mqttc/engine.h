@@ -33,7 +33,21 @@
  * (protocol violation, timeout, refused CONNACK, DISCONNECT written) it
  * emits MQTTC_EV_CLOSED and its state becomes MQTTC_STATE_OFFLINE; the
  * driver then closes the transport. Unacknowledged messages stay queued and
- * are re-sent in their original order after the next CONNACK (MQTT-4.4.0-1).
+ * are re-sent in their original order after the next CONNACK (MQTT-4.4.0-1):
+ * PUBLISH again with DUP=1 and the original id, or PUBREL for a QoS 2 message
+ * whose PUBREC had arrived; then the unsent ones. SUBSCRIBE and UNSUBSCRIBE
+ * requests still unanswered are sent again too.
+ *
+ * Clean sessions: the engine re-sends unfinished messages even when the new
+ * session is clean (or CONNACK reports no session), because nothing handed
+ * over may be lost; the broker then takes them as new messages, so a QoS 2
+ * message whose first copy had already been delivered can be delivered again.
+ * A driver that prefers MQTT-3.1.2-6's "discard" calls mqttc_engine_abandon()
+ * before mqttc_engine_start(). A QoS 0 message cut in the middle of its write
+ * is handed back with MQTTC_ERR_CONNECTION_LOST; one not yet started is kept.
+ *
+ * While CLOSING (after mqttc_engine_disconnect()), incoming bytes are
+ * discarded: nothing may be sent after DISCONNECT, so nothing is acted on.
  *
  * Re-entrancy: the callback may call mqttc_engine_publish(),
  * mqttc_engine_subscribe(), mqttc_engine_unsubscribe(),
@@ -181,11 +195,11 @@ typedef struct mqttc_engine_config {
     uint32_t queue_max_msgs;  /**< queued + in-flight messages (1000) */
     size_t queue_max_bytes;   /**< their topic + payload bytes (16 MiB) */
     mqttc_queue_policy queue_policy;
-    uint32_t connack_timeout_ms; /**< (10000) */
+    uint32_t connack_timeout_ms; /**< counted from mqttc_engine_start() (10000) */
     uint32_t ping_timeout_ms;    /**< wait for PINGRESP (the keepalive interval, at most 30000) */
     size_t copy_max; /**< payloads up to this are copied into tx_buf; larger
                           ones are written from the message itself (512) */
-    mqttc_engine_cb on_event;
+    mqttc_engine_cb on_event; /**< required */
     void *user;
 } mqttc_engine_config;
 
@@ -244,7 +258,8 @@ typedef struct mqttc_engine {
 
 /**
  * @brief Initialise an engine. Takes no ownership; `cfg` is copied.
- * @return 0 or MQTTC_ERR_INVALID_ARG.
+ * @return 0 or MQTTC_ERR_INVALID_ARG (NULL buffers or callback, rx_cap or
+ *         tx_cap under 64, inbound_cap 0, unknown queue policy).
  */
 MQTTC_API int mqttc_engine_init(mqttc_engine *e, const mqttc_engine_config *cfg);
 
@@ -321,7 +336,8 @@ MQTTC_API size_t mqttc_engine_output(mqttc_engine *e, mqttc_iov *iov, size_t max
 MQTTC_API bool mqttc_engine_want_write(const mqttc_engine *e);
 
 /**
- * @brief `n` bytes from the front of the output were written. Completes
+ * @brief `n` bytes from the front of the output were written; call it right
+ *        after each write, before feeding more input. Completes
  *        QoS 0 messages, may queue more output and resume decoding.
  * @return 0, or the negative reason the engine closed the connection.
  */
