@@ -1,0 +1,63 @@
+/* Internal: the one interface between the client and the network. A
+ * transport moves bytes over a non-blocking connection; TCP, TLS and
+ * WebSocket are implementations, and TLS/WebSocket wrap another transport
+ * (chosen at run time from the URI scheme, never with #ifdef).
+ *
+ * Every call is non-blocking. Results: > 0 bytes moved; 0 would block (poll
+ * mqttc__transport_want() on mqttc__transport_fd()); < 0 a MQTTC_ERR_* code
+ * (MQTTC_ERR_CLOSED_BY_PEER at end of stream). After an error, only
+ * destroy() may be called. */
+#ifndef MQTTC_TRANSPORT_H
+#define MQTTC_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mqttc/client.h"
+#include "mqttc/engine.h"
+#include "mqttc/uri.h"
+
+/* connect() result while the connection is still being set up. */
+#define MQTTC__AGAIN 1
+
+typedef struct mqttc_transport mqttc_transport;
+
+typedef struct mqttc_transport_vtable {
+    const char *name;
+    /* Advance the connection set-up (resolve, connect, handshakes): 0 when
+     * established, MQTTC__AGAIN while in progress, < 0 on failure. */
+    int (*connect)(mqttc_transport *t);
+    long (*read)(mqttc_transport *t, uint8_t *buf, size_t cap);
+    /* Write as much of the iovecs as possible, in order (one system call
+     * where the OS allows). */
+    long (*writev)(mqttc_transport *t, const mqttc_iov *iov, size_t n);
+    /* The descriptor to poll; -1 when there is none yet. */
+    int (*fd)(const mqttc_transport *t);
+    /* MQTTC_WANT_READ/WRITE the transport itself needs now (while
+     * connecting, or a TLS record in the middle); the client adds its own. */
+    int (*want)(const mqttc_transport *t);
+    /* Close the connection and free the transport. */
+    void (*destroy)(mqttc_transport *t);
+} mqttc_transport_vtable;
+
+struct mqttc_transport {
+    const mqttc_transport_vtable *vt;
+};
+
+/* Options shared by all transports; the TLS and WebSocket ones come later. */
+typedef struct mqttc_transport_opts {
+    int reserved;
+} mqttc_transport_opts;
+
+/* Create the transport for `uri` (connection starts on the first connect()).
+ * Returns 0, MQTTC_ERR_UNSUPPORTED for a scheme this build lacks,
+ * MQTTC_ERR_NO_MEMORY. */
+int mqttc__transport_open(const mqttc_uri *uri, const mqttc_transport_opts *opts,
+                          mqttc_transport **out);
+
+/* TCP: resolves `host` without blocking the caller (a numeric address at
+ * once; a name on a short-lived resolver thread), then connects to each
+ * address in turn (IPv6 and IPv4) with non-blocking sockets, TCP_NODELAY. */
+int mqttc__tcp_open(const char *host, uint16_t port, mqttc_transport **out);
+
+#endif /* MQTTC_TRANSPORT_H */
