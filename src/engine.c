@@ -323,15 +323,71 @@ static mqttc_message *find_sent(mqttc_engine *e, uint16_t id)
     return NULL;
 }
 
+/* Inbound QoS 2 ids awaiting PUBREL: a small table, or once the driver
+ * supplies it, a bitmap with one bit per packet id (exact and unbounded, as
+ * MQTT 3.1.1 gives the broker no receive maximum). */
 static int inbound_find(const mqttc_engine *e, uint16_t id)
 {
     int i;
+    if (e->inbound_bits != NULL) {
+        return (e->inbound_bits[id >> 3] >> (id & 7)) & 1 ? id : -1;
+    }
     for (i = 0; i < (int)e->inbound_count; i++) {
         if (e->cfg.inbound_ids[i] == id) {
             return i;
         }
     }
     return -1;
+}
+
+/* Room for one more id: switch to the bitmap when the table is full. */
+static bool inbound_reserve(mqttc_engine *e)
+{
+    uint16_t i;
+    if (e->inbound_bits != NULL || e->inbound_count < e->cfg.inbound_cap) {
+        return true;
+    }
+    if (e->cfg.inbound_bitmap == NULL ||
+        (e->inbound_bits = e->cfg.inbound_bitmap(e->cfg.user)) == NULL) {
+        return false;
+    }
+    memset(e->inbound_bits, 0, MQTTC_INBOUND_BITMAP_SIZE);
+    for (i = 0; i < e->inbound_count; i++) {
+        uint16_t id = e->cfg.inbound_ids[i];
+        e->inbound_bits[id >> 3] |= (uint8_t)(1u << (id & 7));
+    }
+    e->inbound_count = 0;
+    return true;
+}
+
+static void inbound_add(mqttc_engine *e, uint16_t id)
+{
+    if (e->inbound_bits != NULL) {
+        e->inbound_bits[id >> 3] |= (uint8_t)(1u << (id & 7));
+    } else {
+        e->cfg.inbound_ids[e->inbound_count++] = id;
+    }
+}
+
+static void inbound_remove(mqttc_engine *e, uint16_t id)
+{
+    int i = inbound_find(e, id);
+    if (i < 0) {
+        return;
+    }
+    if (e->inbound_bits != NULL) {
+        e->inbound_bits[id >> 3] &= (uint8_t)~(1u << (id & 7));
+    } else {
+        e->cfg.inbound_ids[i] = e->cfg.inbound_ids[--e->inbound_count];
+    }
+}
+
+void mqttc_engine_clear_inbound(mqttc_engine *e)
+{
+    e->inbound_count = 0;
+    if (e->inbound_bits != NULL) {
+        memset(e->inbound_bits, 0, MQTTC_INBOUND_BITMAP_SIZE);
+    }
 }
 
 static int on_connack(mqttc_engine *e, const mqttc_packet *p)
@@ -347,7 +403,7 @@ static int on_connack(mqttc_engine *e, const mqttc_packet *p)
         return MQTTC_ERR_UNEXPECTED_PACKET; /* MQTT-3.2.2-1 */
     }
     if (!p->u.connack.session_present) {
-        e->inbound_count = 0; /* the broker forgot its half of QoS 2 */
+        mqttc_engine_clear_inbound(e); /* the broker forgot its half of QoS 2 */
     }
     e->state = MQTTC_STATE_CONNECTED;
     ev.type = MQTTC_EV_CONNECTED;
@@ -370,13 +426,13 @@ static int on_publish(mqttc_engine *e, const mqttc_packet *p)
     if (pub->qos == 2) {
         if (first) {
             e->msg_dup = inbound_find(e, pub->packet_id) >= 0;
-            if (!e->msg_dup && e->inbound_count >= e->cfg.inbound_cap) {
+            if (!e->msg_dup && !inbound_reserve(e)) {
                 return MQTTC_ERR_INBOUND_WINDOW_FULL;
             }
         }
         if (last) {
             if (!e->msg_dup) {
-                e->cfg.inbound_ids[e->inbound_count++] = pub->packet_id;
+                inbound_add(e, pub->packet_id);
             }
             put_small(e, MQTTC_PUBREC, pub->packet_id);
         }
@@ -394,10 +450,7 @@ static int on_publish(mqttc_engine *e, const mqttc_packet *p)
 
 static int on_pubrel(mqttc_engine *e, uint16_t id)
 {
-    int i = inbound_find(e, id);
-    if (i >= 0) {
-        e->cfg.inbound_ids[i] = e->cfg.inbound_ids[--e->inbound_count];
-    }
+    inbound_remove(e, id);
     put_small(e, MQTTC_PUBCOMP, id); /* answered even when unknown (MQTT-4.3.3) */
     return 0;
 }
@@ -573,7 +626,7 @@ int mqttc_engine_start(mqttc_engine *e, const mqttc_connect *c, uint32_t now)
     }
     e->conn = *c;
     if (c->clean_session) {
-        e->inbound_count = 0;
+        mqttc_engine_clear_inbound(e);
     }
     mqttc_decoder_reset(&e->dec);
     reset_output(e);
@@ -964,9 +1017,4 @@ int mqttc_engine_abandon(mqttc_engine *e, void (*on_msg)(void *user, mqttc_messa
     e->pub_next = &e->pubs;
     e->req_next = &e->reqs;
     return 0;
-}
-
-void mqttc_engine_clear_inbound(mqttc_engine *e)
-{
-    e->inbound_count = 0;
 }

@@ -189,6 +189,13 @@ typedef struct mqttc_engine_config {
     size_t tx_cap;
     uint16_t *inbound_ids; /**< table of inbound QoS 2 ids awaiting PUBREL (required) */
     uint16_t inbound_cap;  /**< its size (>= 1) */
+    /** Optional: called once, when the table is full, for a bitmap of
+     *  MQTTC_INBOUND_BITMAP_SIZE bytes (one bit per packet id) that the engine
+     *  uses from then on; the caller owns it and keeps it for the engine's
+     *  lifetime. MQTT 3.1.1 gives the broker no receive maximum, so without it a
+     *  broker may exceed the table: the engine then closes with
+     *  MQTTC_ERR_INBOUND_WINDOW_FULL. Return NULL to refuse. */
+    uint8_t *(*inbound_bitmap)(void *user);
     uint32_t max_packet;   /**< largest incoming packet (protocol maximum) */
     bool stream_payloads;  /**< deliver PUBLISHes larger than rx_buf in pieces (false: error) */
     uint16_t inflight_max; /**< outbound QoS 1/2 messages in flight (20) */
@@ -208,6 +215,9 @@ typedef struct mqttc_iov {
     const void *base;
     size_t len;
 } mqttc_iov;
+
+/** Size of the inbound QoS 2 bitmap: one bit per packet id. */
+#define MQTTC_INBOUND_BITMAP_SIZE 8192u
 
 /** Output segments kept at once. */
 #define MQTTC_ENGINE_SEGMENTS 16
@@ -234,6 +244,7 @@ typedef struct mqttc_engine {
     uint16_t last_id;
     bool ids_wrapped;
     uint16_t inbound_count;
+    uint8_t *inbound_bits; /**< from cfg.inbound_bitmap once the table overflowed */
     /* Output: segments over tx_buf (staging) and large message payloads. */
     mqttc_iov seg[MQTTC_ENGINE_SEGMENTS];
     uint8_t seg_count;

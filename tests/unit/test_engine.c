@@ -1265,6 +1265,58 @@ static void test_inbound_qos2_table_full_closes(void **state)
     assert_int_equal(fb_count_events(fb, MQTTC_EV_MESSAGE), 2);
 }
 
+static uint8_t grown_bitmap[MQTTC_INBOUND_BITMAP_SIZE];
+static int bitmap_requests;
+
+static uint8_t *give_bitmap(void *user)
+{
+    (void)user;
+    bitmap_requests++;
+    memset(grown_bitmap, 0xAB, sizeof grown_bitmap); /* the engine must clear it */
+    return grown_bitmap;
+}
+
+/* MQTT 3.1.1 has no receive maximum: with a bitmap supplied, any number of
+ * inbound QoS 2 messages awaiting PUBREL is handled, still exactly once. */
+static void test_inbound_qos2_table_full_switches_to_bitmap(void **state)
+{
+    fake_broker *fb = *state;
+    uint16_t id;
+    bitmap_requests = 0;
+    fb->cfg.inbound_cap = 2;
+    fb->cfg.inbound_bitmap = give_bitmap;
+    fb->connect.clean_session = false;
+    assert_code(fb_init(fb), 0);
+    fb_connect(fb, true);
+    for (id = 1; id <= 300; id++) {
+        assert_code(fb_send_publish(fb, "t", "x", 1, 2, id, false, false), 0);
+        fb_expect_sent_ack(fb, MQTTC_PUBREC, id);
+    }
+    assert_int_equal(bitmap_requests, 1);
+    /* Duplicates of ids from the table (1, 2) and from the bitmap (300) are
+     * acknowledged again but not delivered again. */
+    assert_code(fb_send_publish(fb, "t", "x", 1, 2, 1, false, true), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREC, 1);
+    assert_code(fb_send_publish(fb, "t", "x", 1, 2, 2, false, true), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREC, 2);
+    assert_code(fb_send_publish(fb, "t", "x", 1, 2, 300, false, true), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREC, 300);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_MESSAGE), 300);
+    /* PUBREL frees an id: the same id is then a new message. */
+    assert_code(fb_send_pubrel(fb, 150), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBCOMP, 150);
+    assert_code(fb_send_publish(fb, "t", "y", 1, 2, 150, false, false), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREC, 150);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_MESSAGE), 301);
+    /* A CONNACK without session clears the bitmap too. */
+    fb_lose_connection(fb);
+    fb_connect(fb, false);
+    assert_code(fb_send_publish(fb, "t", "z", 1, 2, 300, false, false), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREC, 300);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_MESSAGE), 302);
+    assert_int_equal(state_of(fb), MQTTC_STATE_CONNECTED);
+}
+
 static void test_inbound_qos2_entry_is_freed_by_pubrel(void **state)
 {
     fake_broker *fb = *state;
@@ -2976,6 +3028,7 @@ int main(void)
         T(test_incoming_qos2_same_id_without_dup_is_still_not_redelivered),
         T(test_pubrel_for_unknown_id_is_answered_with_pubcomp),
         T(test_inbound_qos2_table_full_closes),
+        T(test_inbound_qos2_table_full_switches_to_bitmap),
         T(test_inbound_qos2_entry_is_freed_by_pubrel),
         T(test_incoming_packets_one_byte_at_a_time),
         T(test_incoming_packets_through_rx_space_and_commit),
