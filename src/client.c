@@ -946,6 +946,7 @@ static void serve_requests(mqttc_client *c, uint32_t now)
         }
     }
     if (c->reconnect_now) {
+        bool was_ready = c->state == MQTTC_CLIENT_READY;
         c->reconnect_now = false;
         if (mqttc_engine_state(&c->eng) != MQTTC_STATE_OFFLINE) {
             mqttc_engine_connection_lost(&c->eng, MQTTC_ERR_CONNECTION_LOST);
@@ -953,6 +954,14 @@ static void serve_requests(mqttc_client *c, uint32_t now)
         }
         close_transport(c);
         c->connect_now = true;
+        c->state = MQTTC_CLIENT_CONNECTING;
+        if (was_ready) { /* the application ended this session */
+            mqttc_client_event ev;
+            memset(&ev, 0, sizeof ev);
+            ev.type = MQTTC_CLIENT_EV_DISCONNECTED;
+            ev.u.disconnected.will_reconnect = true;
+            dispatch(c, &ev);
+        }
     }
     if (c->connect_now) {
         c->connect_now = false;

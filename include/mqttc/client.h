@@ -101,7 +101,8 @@ typedef struct mqttc_client_event {
             bool session_present;
         } connected;
         struct {
-            int reason;          /**< 0 after mqttc_client_disconnect(), else the cause */
+            int reason;          /**< 0 when the application ended it (mqttc_client_disconnect()
+                                      or mqttc_client_reconnect()), else the cause */
             bool will_reconnect; /**< auto-reconnect is on and will try again */
         } disconnected;
         struct {
