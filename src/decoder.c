@@ -118,6 +118,9 @@ static int start_stream(mqttc_decoder *d, uint8_t first, size_t hl, uint32_t rem
     if (vh == 0) { /* topic not complete yet; an error if it never can be */
         return d->end == d->cap ? fail(d, MQTTC_ERR_PACKET_TOO_LARGE) : 0;
     }
+    if (hl + (size_t)vh >= d->cap) { /* no room left for any payload byte */
+        return fail(d, MQTTC_ERR_PACKET_TOO_LARGE);
+    }
     d->first = first;
     d->remaining = rem;
     d->hold = hl + (size_t)vh;

@@ -223,14 +223,19 @@ static void unlink_msg(mqttc_engine *e, mqttc_message *m)
     e->pub_bytes -= msg_bytes(m);
 }
 
-static void hand_back(mqttc_engine *e, mqttc_message *m, int status)
+static void emit_done(mqttc_engine *e, mqttc_message *m, int status)
 {
     mqttc_event ev;
-    unlink_msg(e, m);
     ev.type = MQTTC_EV_PUBLISH_DONE;
     ev.u.publish_done.msg = m;
     ev.u.publish_done.status = status;
     emit(e, &ev);
+}
+
+static void hand_back(mqttc_engine *e, mqttc_message *m, int status)
+{
+    unlink_msg(e, m);
+    emit_done(e, m, status);
 }
 
 /* Has no byte of m's packet been written yet? */
@@ -255,12 +260,13 @@ static void reset_output(mqttc_engine *e)
  * request for the next connection (re-sent from the start of the lists). */
 static void go_offline(mqttc_engine *e, int reason)
 {
-    mqttc_link *l, *next;
+    mqttc_link *l, *next, cut;
     mqttc_event ev;
 
     if (e->state == MQTTC_STATE_OFFLINE) {
         return;
     }
+    list_init(&cut);
     e->state = MQTTC_STATE_OFFLINE;
     e->close_reason = reason;
     e->rx_blocked = false;
@@ -274,7 +280,8 @@ static void go_offline(mqttc_engine *e, int reason)
             if (unwritten(e, m)) {
                 m->state_ = MSG_QUEUED;
             } else { /* cut mid-write: at most once allows the loss */
-                hand_back(e, m, MQTTC_ERR_CONNECTION_LOST);
+                unlink_msg(e, m); /* handed back below, once the lists are consistent */
+                list_push(&cut, &m->link_);
             }
         } else if (m->state_ != MSG_AWAIT_PUBCOMP) {
             m->state_ = MSG_AWAIT_ACK;
@@ -288,6 +295,12 @@ static void go_offline(mqttc_engine *e, int reason)
         REQ_OF(l)->state_ = REQ_QUEUED;
     }
     e->req_next = e->reqs.next;
+    /* The callback may publish again: emit only now that nothing is mid-walk. */
+    while (cut.next != &cut) {
+        mqttc_message *m = MSG_OF(cut.next);
+        list_remove(&m->link_);
+        emit_done(e, m, MQTTC_ERR_CONNECTION_LOST);
+    }
     ev.type = MQTTC_EV_CLOSED;
     ev.u.closed.reason = reason;
     emit(e, &ev);

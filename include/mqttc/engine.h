@@ -50,8 +50,8 @@
  * discarded: nothing may be sent after DISCONNECT, so nothing is acted on.
  *
  * Re-entrancy: the callback may call mqttc_engine_publish(),
- * mqttc_engine_subscribe(), mqttc_engine_unsubscribe(),
- * mqttc_engine_disconnect() and mqttc_engine_connection_lost(); it must not
+ * mqttc_engine_request(), mqttc_engine_disconnect() and
+ * mqttc_engine_connection_lost(); it must not
  * re-initialise or free the engine. The engine is not thread-safe: one
  * thread at a time (the drivers serialise access).
  */

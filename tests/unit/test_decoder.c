@@ -817,6 +817,28 @@ static void test_streamed_publish_topic_must_fit_in_buffer(void **state)
     assert_int_equal(rec.n, 0);
 }
 
+/* A streamed PUBLISH whose fixed and variable header fill the whole buffer
+ * leaves no room for payload: an error, not a stall (found by fuzzing). */
+static void test_streamed_publish_header_filling_buffer_is_too_large(void **state)
+{
+    (void)state;
+    /* PUBLISH QoS 0, RL 100: topic of 12 bytes; 2 + 2 + 12 = 16 = the buffer. */
+    static uint8_t in[2 + 100];
+    in[0] = 0x30;
+    in[1] = 100;
+    in[2] = 0x00;
+    in[3] = 12;
+    memset(in + 4, 'b', sizeof in - 4);
+    uint8_t buf[16];
+    mqttc_decoder d;
+    static struct recorder rec;
+    rec.n = 0;
+    const struct feeder f = { ALL, 1, false };
+    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    assert_rc(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_int_equal(rec.n, 0);
+}
+
 /* ---- errors ------------------------------------------------------------------ */
 
 static int first_error(const char *hex, bool stream)
@@ -1125,6 +1147,7 @@ int main(void)
         cmocka_unit_test(test_streaming_100kb_payload_via_space_and_commit),
         cmocka_unit_test(test_streaming_publish_that_fits_arrives_whole),
         cmocka_unit_test(test_streamed_publish_topic_must_fit_in_buffer),
+        cmocka_unit_test(test_streamed_publish_header_filling_buffer_is_too_large),
         cmocka_unit_test(test_malformed_input_gives_the_codec_errors),
         cmocka_unit_test(test_errors_are_sticky_until_reset),
         cmocka_unit_test(test_reset_discards_buffered_bytes),

@@ -2681,6 +2681,31 @@ static void test_connection_lost_from_qos0_done_during_consume(void **state)
     assert_false(mqttc_engine_want_write(&fb->engine));
 }
 
+/* A QoS 0 message cut mid-write is handed back while the engine goes offline;
+ * publishing from that callback must not upset the queue (found by fuzzing:
+ * the walk over the queue used to run past its end). */
+static void test_publish_from_done_callback_while_going_offline(void **state)
+{
+    fake_broker *fb = connect_engine(state);
+    hook_ctx ctx;
+    memset(&ctx, 0, sizeof ctx);
+    fb->hook = hook_publish_on_done;
+    fb->hook_ctx = &ctx;
+    static uint8_t big[2000];
+    mqttc_message a;
+    fb_message_init(&a, "t", big, sizeof big, 0);
+    publish_ok(fb, &a);
+    assert_code(fb_drain_output_bytes(fb, 100), 0); /* cut mid-write */
+    fb_lose_connection(fb);
+    assert_int_equal(done_count(fb, &a), 1);
+    assert_true(ctx.publish_rc > 0);
+    assert_int_equal(mqttc_engine_queued(&fb->engine), 1);
+    /* The message published from the callback goes out after reconnecting. */
+    fb->hook = NULL;
+    fb_connect(fb, false);
+    fb_expect_sent_publish(fb, &ctx.msg, (uint16_t)ctx.publish_rc, 0);
+}
+
 static void test_connection_lost_from_closed_callback_is_harmless(void **state)
 {
     fake_broker *fb = connect_engine(state);
@@ -3095,6 +3120,7 @@ int main(void)
         T(test_connection_lost_from_publish_done_callback),
         T(test_connection_lost_from_qos0_done_during_consume),
         T(test_connection_lost_from_closed_callback_is_harmless),
+        T(test_publish_from_done_callback_while_going_offline),
         T(test_subscribe_from_connected_callback),
         T(test_disconnect_from_connected_callback),
         T(test_abandon_returns_everything_oldest_first_when_offline),
