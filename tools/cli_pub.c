@@ -124,7 +124,7 @@ static void pub_lines(pub_state *s)
 {
     while (!s->input_done && !s->fatal && s->outstanding < PUB_LINE_WINDOW &&
            mqttc_client_ready(s->c)) {
-        uint8_t *line = s->buf + s->start;
+        uint8_t *line = s->buf ? s->buf + s->start : NULL;
         size_t avail = s->len - s->start;
         uint8_t *nl = avail > 0 ? memchr(line, '\n', avail) : NULL;
         if (nl != NULL) {
