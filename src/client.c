@@ -52,6 +52,7 @@ typedef struct subscription {
 struct mqttc_client {
     mqttc_client_config cfg; /* strings point into `strings` */
     char *strings;
+    char **alpn; /* NULL-terminated, pointing into `strings` */
     mqttc_uri *uris;
     size_t uri_count, uri_index, tries_in_cycle;
     mqttc_connect conn;
@@ -62,8 +63,10 @@ struct mqttc_client {
     uint16_t *inbound;
     uint8_t *inbound_bits; /* given to the engine when its table overflows */
     mqttc_transport *tr;
+    mqttc_transport_opts topts; /* borrowed by the transport while it lives */
     mqttc_client_state state;
     int close_reason;    /* from the engine's CLOSED event */
+    int last_detail;     /* the closed transport's detail, for the error event */
     bool engine_closed;  /* the engine went offline: tear the transport down */
     uint32_t attempt_start, retry_at, backoff;
     uint64_t rng;
@@ -218,9 +221,20 @@ static int copy_strings(mqttc_client *c, const mqttc_client_config *cfg)
     size_t pwlen = cfg->password ? (cfg->password_len ? cfg->password_len : strlen(cfg->password)) : 0;
     char *cur;
 
+    size_t nalpn = 0;
+
     total += slen(cfg->uri) + slen(cfg->host) + slen(cfg->client_id) + slen(cfg->username);
     total += (cfg->password ? pwlen + 1 : 0) + slen(cfg->will_topic) + cfg->will_payload_len + 1;
+    total += slen(cfg->tls.ca) + slen(cfg->tls.cert) + slen(cfg->tls.key);
+    total += slen(cfg->tls.key_password) + slen(cfg->tls.server_name) + slen(cfg->ws_path);
+    while (cfg->tls.alpn != NULL && cfg->tls.alpn[nalpn] != NULL) {
+        total += slen(cfg->tls.alpn[nalpn++]);
+    }
+    c->alpn = calloc(nalpn + 1, sizeof *c->alpn);
     c->strings = malloc(total + 1);
+    if (c->alpn == NULL) {
+        return MQTTC_ERR_NO_MEMORY;
+    }
     if (c->strings == NULL) {
         return MQTTC_ERR_NO_MEMORY;
     }
@@ -231,7 +245,17 @@ static int copy_strings(mqttc_client *c, const mqttc_client_config *cfg)
     COPY(client_id);
     COPY(username);
     COPY(will_topic);
+    COPY(tls.ca);
+    COPY(tls.cert);
+    COPY(tls.key);
+    COPY(tls.key_password);
+    COPY(tls.server_name);
+    COPY(ws_path);
 #undef COPY
+    for (i = 0; i < nalpn; i++) {
+        c->alpn[i] = put_str(&cur, cfg->tls.alpn[i], strlen(cfg->tls.alpn[i]));
+    }
+    c->cfg.tls.alpn = nalpn > 0 ? (const char *const *)c->alpn : NULL;
     c->cfg.password = cfg->password ? put_str(&cur, cfg->password, pwlen) : NULL;
     c->cfg.password_len = pwlen;
     c->cfg.will_payload =
@@ -749,18 +773,21 @@ static void emit_error(mqttc_client *c, int code, mqttc_error_kind kind)
     ev.type = MQTTC_CLIENT_EV_ERROR;
     ev.u.error.code = code;
     ev.u.error.kind = kind;
+    ev.u.error.detail = c->last_detail;
+    c->last_detail = 0;
     if (code <= MQTTC_ERR_REFUSED_PROTOCOL && code >= MQTTC_ERR_REFUSED_NOT_AUTHORIZED) {
         ev.u.error.kind = MQTTC_ERRKIND_CONNACK;
         ev.u.error.connack_code = (uint8_t)(MQTTC_ERR_REFUSED_PROTOCOL - code + 1);
     }
-    logf_(c, MQTTC_LOG_WARN, "%s:%u: %s", c->uris[c->uri_index].host,
-          c->uris[c->uri_index].port, mqttc_strerror(code));
+    logf_(c, MQTTC_LOG_WARN, "%s:%u: %s (detail %d)", c->uris[c->uri_index].host,
+          c->uris[c->uri_index].port, mqttc_strerror(code), ev.u.error.detail);
     dispatch(c, &ev);
 }
 
 static void close_transport(mqttc_client *c)
 {
     if (c->tr != NULL) {
+        c->last_detail = c->tr->detail;
         c->tr->vt->destroy(c->tr);
         c->tr = NULL;
     }
@@ -807,17 +834,28 @@ static void attempt_failed(mqttc_client *c, int code, uint32_t now)
     }
 }
 
+/* Transport warnings (e.g. an optional verification that failed). Called on
+ * the loop, outside the engine, so releasing the lock to log is safe. */
+static void transport_log(void *user, mqttc_log_level level, const char *msg)
+{
+    logf_((mqttc_client *)user, level, "%s", msg);
+}
+
 static void start_attempt(mqttc_client *c, uint32_t now)
 {
-    mqttc_transport_opts opts;
     const mqttc_uri *u = &c->uris[c->uri_index];
     int rc;
-    memset(&opts, 0, sizeof opts);
     close_transport(c);
+    memset(&c->topts, 0, sizeof c->topts);
+    c->topts.tls = &c->cfg.tls;
+    c->topts.ws_path = c->cfg.ws_path ? c->cfg.ws_path : u->path;
+    c->topts.log = transport_log;
+    c->topts.log_user = c;
+    c->last_detail = 0;
     c->state = MQTTC_CLIENT_CONNECTING;
     c->attempt_start = now;
     logf_(c, MQTTC_LOG_DEBUG, "connecting to %s:%u", u->host, u->port);
-    rc = mqttc__transport_open(u, &opts, &c->tr);
+    rc = mqttc__transport_open(u, &c->topts, &c->tr);
     if (rc < 0) {
         c->tr = NULL;
         attempt_failed(c, rc, now);
@@ -1123,6 +1161,7 @@ static void free_client(mqttc_client *c)
     free(c->inbound_bits);
     free(c->uris);
     free(c->strings);
+    free(c->alpn);
     free(c);
 }
 

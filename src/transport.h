@@ -42,11 +42,20 @@ typedef struct mqttc_transport_vtable {
 
 struct mqttc_transport {
     const mqttc_transport_vtable *vt;
+    /* Set by an implementation with its last error: the HTTP status of a
+     * refused WebSocket upgrade, the mbedTLS error code; 0 otherwise. A
+     * wrapping transport copies its inner transport's detail. */
+    int detail;
 };
 
-/* Options shared by all transports; the TLS and WebSocket ones come later. */
+/* What the transports need from the client's configuration. Borrowed: the
+ * client keeps it alive as long as any transport it opened. */
 typedef struct mqttc_transport_opts {
-    int reserved;
+    const mqttc_tls_config *tls; /* mqtts://, wss:// */
+    const char *ws_path;         /* ws://, wss://: the request path ("/mqtt") */
+    /* Log sink for warnings (an optional verification that failed). */
+    void (*log)(void *user, mqttc_log_level level, const char *msg);
+    void *log_user;
 } mqttc_transport_opts;
 
 /* Create the transport for `uri` (connection starts on the first connect()).
@@ -59,5 +68,20 @@ int mqttc__transport_open(const mqttc_uri *uri, const mqttc_transport_opts *opts
  * once; a name on a short-lived resolver thread), then connects to each
  * address in turn (IPv6 and IPv4) with non-blocking sockets, TCP_NODELAY. */
 int mqttc__tcp_open(const char *host, uint16_t port, mqttc_transport **out);
+
+/* TLS over `inner` (which it owns from then on, also on failure): loads the
+ * certificates and keys at once (so configuration errors come back here, with
+ * their specific code), then handshakes inside connect(), after `inner`
+ * connected. `host` is used for SNI and verification unless
+ * tls->server_name is set. */
+int mqttc__tls_open(mqttc_transport *inner, const char *host, const mqttc_transport_opts *opts,
+                    mqttc_transport **out);
+
+/* WebSocket (RFC 6455, subprotocol "mqtt") over `inner` (owned, also on
+ * failure): sends the HTTP upgrade for `host`:`port``path` once `inner`
+ * connected, checks the 101 reply and Sec-WebSocket-Accept, then carries the
+ * byte stream in masked binary frames. */
+int mqttc__ws_open(mqttc_transport *inner, const char *host, uint16_t port, const char *path,
+                   mqttc_transport **out);
 
 #endif /* MQTTC_TRANSPORT_H */

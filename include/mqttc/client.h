@@ -139,6 +139,8 @@ typedef struct mqttc_client_event {
             int code;              /**< MQTTC_ERR_* */
             mqttc_error_kind kind;
             uint8_t connack_code;  /**< CONNACK return code for MQTTC_ERRKIND_CONNACK */
+            int detail;            /**< transport detail: the HTTP status of a refused
+                                        WebSocket upgrade, the mbedTLS error code; else 0 */
         } error;
     } u;
 } mqttc_client_event;
@@ -157,10 +159,44 @@ typedef enum mqttc_log_level {
 /** Log callback: `msg` is a NUL-terminated line without newline. */
 typedef void (*mqttc_log_cb)(mqttc_log_level level, const char *msg, void *user);
 
+/** Server certificate verification for mqtts:// and wss://. */
+typedef enum mqttc_tls_verify {
+    MQTTC_TLS_VERIFY_REQUIRED = 0, /**< default: the chain must reach `ca` (or the system's CAs)
+                                        and the certificate must match the host name */
+    MQTTC_TLS_VERIFY_OPTIONAL = 1, /**< verify, log a failure as a warning, connect anyway */
+    MQTTC_TLS_VERIFY_NONE = 2      /**< no verification (W800 AUTH_MODE_NOT_CERT, LuatOS ssl=true) */
+} mqttc_tls_verify;
+
+/** TLS versions for mqttc_tls_config. */
+typedef enum mqttc_tls_version {
+    MQTTC_TLS_ANY = 0, /**< the best both sides support */
+    MQTTC_TLS_1_2 = 1,
+    MQTTC_TLS_1_3 = 2  /**< MQTTC_ERR_UNSUPPORTED when the TLS library lacks it */
+} mqttc_tls_version;
+
+/**
+ * TLS settings (mbedTLS). Each of ca, cert and key is either PEM text (it
+ * begins with "-----BEGIN") or the path of a PEM file. The four W800 modes:
+ * no verification (verify NONE); server verified (ca); client certificate
+ * (cert + key, verify NONE); mutual (ca + cert + key).
+ */
+typedef struct mqttc_tls_config {
+    const char *ca;           /**< trusted CA(s); NULL: the system bundle */
+    const char *cert;         /**< client certificate chain; NULL: none */
+    const char *key;          /**< its private key (required with cert) */
+    const char *key_password; /**< for an encrypted key; NULL: none */
+    mqttc_tls_verify verify;
+    const char *server_name;  /**< SNI and the name verified; NULL: the URI's host */
+    const char *const *alpn;  /**< NULL-terminated ALPN list, or NULL */
+    mqttc_tls_version min_version, max_version;
+} mqttc_tls_config;
+
 /** Client configuration. Start from mqttc_client_config_init(). */
 typedef struct mqttc_client_config {
-    /** Server URI: mqtt://host[:port] or tcp://host[:port] (1883); IPv6 literals in
-     *  brackets: mqtt://[::1]:1883. NULL: use host and port. */
+    /** Server URI: mqtt:// or tcp:// (1883), mqtts:// or ssl:// (TLS, 8883), ws://
+     *  (WebSocket, 8083), wss:// (WebSocket over TLS, 8084), with an optional
+     *  :port and, for the web schemes, a /path (default /mqtt). IPv6 literals in
+     *  brackets: mqtt://[::1]:1883. NULL: use host and port (TCP). */
     const char *uri;
     /** More URIs tried in turn after `uri` when a connection attempt fails
      *  (failover across a cluster's nodes); NULL-terminated, may be NULL. */
@@ -202,6 +238,9 @@ typedef struct mqttc_client_config {
     uint32_t reconnect_ms;       /**< first (or fixed) delay (default 3000) */
     uint32_t reconnect_max_ms;   /**< 0: fixed interval; else exponential backoff with
                                       jitter, doubling up to this cap */
+
+    mqttc_tls_config tls; /**< used by mqtts:// and wss:// */
+    const char *ws_path;  /**< WebSocket path; NULL: the URI's path, or "/mqtt" */
 
     mqttc_run_mode run_mode;
     mqttc_client_cb on_event; /**< may be NULL */

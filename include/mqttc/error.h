@@ -63,7 +63,24 @@ extern "C" {
     X(UNREACHABLE, -43, "network or host unreachable")                               \
     X(CLOSED_BY_PEER, -44, "connection closed by the broker")                        \
     X(TRANSPORT, -45, "network I/O error")                                           \
-    X(THREAD, -46, "could not start the client thread")
+    X(THREAD, -46, "could not start the client thread")                              \
+    X(TLS_BAD_CA, -50, "TLS: the CA certificate could not be loaded")                \
+    X(TLS_BAD_CERT, -51, "TLS: the client certificate could not be loaded")          \
+    X(TLS_BAD_KEY, -52, "TLS: the private key could not be loaded")                  \
+    X(TLS_KEY_PASSWORD, -53, "TLS: wrong or missing password for the private key")   \
+    X(TLS_KEY_MISMATCH, -54, "TLS: the private key does not match the certificate")  \
+    X(TLS_UNKNOWN_CA, -55, "TLS: server certificate not signed by a trusted CA")     \
+    X(TLS_HOSTNAME, -56, "TLS: server certificate does not match the host name")     \
+    X(TLS_EXPIRED, -57, "TLS: server certificate expired or not yet valid")          \
+    X(TLS_CERT_REQUIRED, -58, "TLS: the server requires a client certificate")       \
+    X(TLS_NOT_TLS, -59, "TLS: the server did not answer in TLS (a plain port?)")     \
+    X(TLS_HANDSHAKE, -60, "TLS: handshake failed (see the detail code)")            \
+    X(WS_REFUSED, -70, "WebSocket: upgrade refused (HTTP status in the detail)")     \
+    X(WS_BAD_ACCEPT, -71, "WebSocket: wrong Sec-WebSocket-Accept in the reply")      \
+    X(WS_BAD_REPLY, -72, "WebSocket: malformed HTTP upgrade reply")                  \
+    X(WS_NO_SUBPROTOCOL, -73, "WebSocket: the server did not accept subprotocol 'mqtt'") \
+    X(WS_PROTOCOL, -74, "WebSocket: invalid frame from the server")                  \
+    X(WS_CLOSED, -75, "WebSocket: the server sent a close frame")
 
 /** Error codes. All failures are negative; 0 is success. */
 typedef enum mqttc_error {
