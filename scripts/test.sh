@@ -4,6 +4,7 @@
 #   asan-gcc    gcc, ASan+UBSan, Debug            build/asan-gcc   + ctest
 #   asan-clang  clang, ASan+UBSan, -O2, corpora   build/asan-clang + ctest
 #   release     gcc -Os (MinSizeRel)              build/release    + ctest + core size report
+#   tsan        clang, ThreadSanitizer            build/tsan       + ctest (the threaded client)
 #   valgrind    unit tests and selftest of build/release under memcheck
 #   fuzz        each libFuzzer target for FUZZ_SECONDS over a copy of its corpus
 #
@@ -42,10 +43,11 @@ CORE_OBJECTS=(error utf8 topic codec_encode codec_decode decoder engine)
 # Sanitizer behaviour for every instrumented binary (tests and fuzzers).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1:check_initialization_order=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
 # ---- stage bookkeeping ------------------------------------------------------
 
-ALL_STAGES=(deps asan-gcc asan-clang release valgrind fuzz)
+ALL_STAGES=(deps asan-gcc asan-clang release tsan valgrind fuzz)
 declare -A RESULT=()
 STAGE=""
 STAGE_START=0
@@ -196,6 +198,14 @@ CORE_TEXT=0
 CORE_RODATA=0
 size_report "$ROOT/build/release/libmqttc.a"
 pass "core .text $CORE_TEXT B, .rodata $CORE_RODATA B"
+
+# Every test again under ThreadSanitizer: the client's thread, the resolver
+# thread, callbacks calling back into the client from several threads.
+begin tsan
+configure build/tsan -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMQTTC_TSAN=ON -DMQTTC_FUZZ=OFF
+build build/tsan
+run_ctest build/tsan
+pass
 
 if [[ $QUICK -eq 1 ]]; then
   skip valgrind "--quick"

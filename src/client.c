@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +29,7 @@
 
 #define DEFAULT_BUFFER 4096u
 #define READS_PER_TURN 16
+#define LINGER_MS 1000u /* wait for the broker to close after DISCONNECT */
 #define WRITES_PER_TURN 16
 
 /* A published message and its copies of topic and payload, one allocation. */
@@ -876,6 +878,37 @@ static void transport_up(mqttc_client *c, uint32_t now)
     logf_(c, MQTTC_LOG_DEBUG, "transport up, CONNECT sent");
 }
 
+/* After our DISCONNECT: half-close and read (discarding) until the broker
+ * closes, for at most LINGER_MS. Closing a socket with unread bytes in it
+ * sends a TCP reset, and a reset can make the broker drop the DISCONNECT
+ * it has not read yet, and publish the will. Blocks the loop briefly. */
+static void linger_close(mqttc_client *c)
+{
+    uint32_t start = now_ms(), gone;
+    int fd = c->tr ? c->tr->vt->fd(c->tr) : -1;
+    uint8_t sink[4096];
+    if (fd < 0) {
+        close_transport(c);
+        return;
+    }
+    shutdown(fd, SHUT_WR);
+    while ((gone = now_ms() - start) < LINGER_MS) {
+        struct pollfd p;
+        long r;
+        p.fd = fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        if (poll(&p, 1, (int)(LINGER_MS - gone)) <= 0) {
+            break;
+        }
+        r = c->tr->vt->read(c->tr, sink, sizeof sink);
+        if (r < 0) {
+            break; /* the broker closed: done */
+        }
+    }
+    close_transport(c);
+}
+
 /* The engine went offline: report it and decide what comes next. */
 static void session_closed(mqttc_client *c, uint32_t now)
 {
@@ -884,7 +917,11 @@ static void session_closed(mqttc_client *c, uint32_t now)
     mqttc_client_event ev;
 
     c->engine_closed = false;
-    close_transport(c);
+    if (reason == 0) {
+        linger_close(c);
+    } else {
+        close_transport(c);
+    }
     if (reason != 0 && !was_ready) { /* never got a session: a failed attempt */
         attempt_failed(c, reason, now);
         return;
@@ -1173,8 +1210,24 @@ static void goodbye(mqttc_client *c)
         logf_(c, MQTTC_LOG_WARN, "destroyed with %u message(s) not completed", (unsigned)left);
     }
     if (c->tr != NULL && mqttc_engine_state(&c->eng) == MQTTC_STATE_CONNECTED) {
+        uint32_t start = now_ms();
         mqttc_engine_disconnect(&c->eng);
-        flush(c, now_ms());
+        /* Write what is queued and the DISCONNECT, for at most LINGER_MS. */
+        while (mqttc_engine_state(&c->eng) == MQTTC_STATE_CLOSING && !c->engine_closed &&
+               now_ms() - start < LINGER_MS) {
+            struct pollfd p;
+            flush(c, now_ms());
+            if (mqttc_engine_state(&c->eng) != MQTTC_STATE_CLOSING || c->tr == NULL) {
+                break;
+            }
+            p.fd = c->tr->vt->fd(c->tr);
+            p.events = POLLOUT;
+            p.revents = 0;
+            poll(&p, 1, 10);
+        }
+        if (c->engine_closed && c->close_reason == 0) {
+            linger_close(c);
+        }
     }
 }
 
