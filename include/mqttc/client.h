@@ -87,10 +87,11 @@ typedef enum mqttc_client_event_type {
 
 /** What failed, in an MQTTC_CLIENT_EV_ERROR event. */
 typedef enum mqttc_error_kind {
-    MQTTC_ERRKIND_CONNECT = 1,  /**< name resolution or socket connect failed or timed out */
+    MQTTC_ERRKIND_CONNECT = 1,  /**< the attempt failed before CONNACK: name resolution, socket
+                                     connect, TLS/WebSocket handshake, or no CONNACK in time */
     MQTTC_ERRKIND_CONNACK = 2,  /**< the broker refused the connection (code in `connack_code`) */
     MQTTC_ERRKIND_TRANSPORT = 3,/**< reading or writing the connection failed */
-    MQTTC_ERRKIND_PROTOCOL = 4  /**< the broker violated the protocol, or a timeout */
+    MQTTC_ERRKIND_PROTOCOL = 4  /**< the broker violated the protocol, or no PINGRESP in time */
 } mqttc_error_kind;
 
 /** An event. All pointers are valid only during the callback. */
@@ -263,8 +264,11 @@ MQTTC_API void mqttc_client_config_init(mqttc_client_config *cfg);
 MQTTC_API int mqttc_client_create(const mqttc_client_config *cfg, mqttc_client **out);
 
 /**
- * @brief Stop and free the client. Pending messages are abandoned (see
- *        mqttc_client_queued() beforehand). Safe from the event callback.
+ * @brief Stop and free the client. If connected, sends DISCONNECT first (after
+ *        what is already queued, waiting at most about a second), so no will
+ *        is published. Messages not yet completed are abandoned (check
+ *        mqttc_client_queued() beforehand). Safe from the event callback; no
+ *        event is delivered once destroy has begun.
  */
 MQTTC_API void mqttc_client_destroy(mqttc_client *c);
 
