@@ -5,7 +5,8 @@
 
 Each seed is one file: a configuration byte (see the comment at the top of
 tests/fuzz/fuzz_decoder.c and fuzz_engine.c) followed by MQTT 3.1.1 bytes
-built by hand here. Files are overwritten by name; other files in the corpus
+built by hand here; for fuzz_ws.c a configuration byte and a server's
+WebSocket frames; for fuzz_ws_http.c a server's reply to the upgrade request. Files are overwritten by name; other files in the corpus
 directories (inputs the fuzzers found and someone merged on purpose) are left
 alone.
 """
@@ -240,6 +241,133 @@ ENGINE = {
 }
 
 
+# ---- WebSocket (fuzz_ws.c: frames after the handshake) ------------------------
+
+def wscfg(read=7, cap=5, writes=False, slow=False):
+    """read: index into 1, 2, 3, 5, 7, 16, 64, any bytes per inner read;
+    cap: index into 1, 2, 3, 5, 16, 100, 1000, 4096 bytes of caller buffer."""
+    return bytes([read | cap << 3 | (0x40 if writes else 0) | (0x80 if slow else 0)])
+
+
+WS_BINARY, WS_CONT, WS_TEXT, WS_CLOSE, WS_PING, WS_PONG = 2, 0, 1, 8, 9, 10
+
+
+def wsframe(op, payload=b"", fin=True, rsv=0, mask=None, form=None):
+    """A server frame; form forces the length encoding (7, 16 or 64 bits)."""
+    n = len(payload)
+    form = form or (7 if n < 126 else 16 if n < 65536 else 64)
+    out = bytes([(0x80 if fin else 0) | rsv << 4 | op])
+    m = 0x80 if mask else 0
+    if form == 7:
+        out += bytes([m | n])
+    elif form == 16:
+        out += bytes([m | 126]) + struct.pack(">H", n)
+    else:
+        out += bytes([m | 127]) + struct.pack(">Q", n)
+    if mask:
+        out += mask
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return out + payload
+
+
+def close_body(code, reason=b""):
+    return struct.pack(">H", code) + reason
+
+
+CONNACK_OK = connack(0)
+SUBACK_1 = suback(1, [1])
+
+WS = {
+    "connack-four-frames": wscfg(0, 2) + b"".join(wsframe(WS_BINARY, bytes([b])) for b in CONNACK_OK),
+    "connack-suback-one-frame": wscfg(7, 3) + wsframe(WS_BINARY, CONNACK_OK + SUBACK_1),
+    "fragmented-with-ping": wscfg(2, 1) + wsframe(WS_BINARY, b"ab", fin=False)
+    + wsframe(WS_PING, b"p") + wsframe(WS_CONT, b"cd", fin=False) + wsframe(WS_PONG, b"x")
+    + wsframe(WS_CONT, b"ef") + wsframe(WS_BINARY, b""),
+    "ping-answered": wscfg(7, 5, writes=True) + wsframe(WS_PING, b"are you there?")
+    + wsframe(WS_BINARY, CONNACK_OK),
+    "pings-while-writes-stall": wscfg(3, 4, writes=True, slow=True)
+    + b"".join(wsframe(WS_PING, bytes([i]) * i) for i in range(0, 40, 3))
+    + wsframe(WS_BINARY, publish("a/b", b"x" * 300, 1, 7)),
+    "publishes-across-frames": wscfg(4, 2, writes=True)
+    + (lambda st: wsframe(WS_BINARY, st[:5]) + wsframe(WS_BINARY, st[5:200], fin=False)
+       + wsframe(WS_CONT, st[200:]))(publish("t", b"q" * 150) + publish("u/v", b"w" * 90, 1, 2)
+                                      + ack(PUBACK, 3)),
+    "len16": wscfg(5, 6) + wsframe(WS_BINARY, bytes(range(256)) * 2),
+    "len64-nonminimal": wscfg(6, 7) + wsframe(WS_BINARY, b"z" * 200, form=64),
+    "len16-nonminimal": wscfg(6, 7) + wsframe(WS_BINARY, b"y" * 3, form=16),
+    "close-1001": wscfg(7, 5) + wsframe(WS_BINARY, b"ab")
+    + wsframe(WS_CLOSE, close_body(1001, b"going away")),
+    "close-empty": wscfg(7, 5) + wsframe(WS_CLOSE),
+    "close-1-byte": wscfg(7, 5) + wsframe(WS_CLOSE, b"\x03"),
+    "masked": wscfg(7, 5) + wsframe(WS_BINARY, CONNACK_OK, mask=b"\x01\x02\x03\x04"),
+    "text": wscfg(7, 5) + wsframe(WS_TEXT, b"hello"),
+    "rsv1": wscfg(7, 5) + wsframe(WS_BINARY, b"a", rsv=4),
+    "reserved-opcode": wscfg(7, 5) + wsframe(3, b"a"),
+    "reserved-control-opcode": wscfg(7, 5) + wsframe(11),
+    "fragmented-ping": wscfg(7, 5) + wsframe(WS_PING, b"a", fin=False),
+    "ping-126": wscfg(7, 5) + wsframe(WS_PING, b"p" * 126),
+    "stray-continuation": wscfg(7, 5) + wsframe(WS_CONT, b"a"),
+    "binary-inside-message": wscfg(7, 5) + wsframe(WS_BINARY, b"a", fin=False)
+    + wsframe(WS_BINARY, b"b"),
+    "len64-top-bit": wscfg(7, 5) + b"\x82\x7f\x80\x00\x00\x00\x00\x00\x00\x01",
+    "truncated-header": wscfg(1, 5) + b"\x82\x7e\x01",
+    "truncated-payload": wscfg(7, 5) + wsframe(WS_BINARY, b"abcdef")[:5],
+    "empty": wscfg(7, 5),
+}
+
+
+# ---- WebSocket upgrade replies (fuzz_ws_http.c) ---------------------------------
+
+RFC_ACCEPT = b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # for RFC 6455's example key; the fuzzer rewrites it
+
+
+def reply(status=b"101 Switching Protocols", fields=None, extra=b""):
+    if fields is None:
+        fields = [b"Upgrade: websocket", b"Connection: Upgrade",
+                  b"Sec-WebSocket-Accept: " + RFC_ACCEPT, b"Sec-WebSocket-Protocol: mqtt"]
+    return b"HTTP/1.1 " + status + b"\r\n" + b"".join(f + b"\r\n" for f in fields) + b"\r\n" + extra
+
+
+WS_HTTP = {
+    "101": reply(),
+    "101-mixed-case-and-extras": b"HTTP/1.1 101 \r\nUPGRADE: WebSocket\r\nServer: lws\r\n"
+    b"connection: keep-alive, Upgrade\r\nsec-websocket-accept:\t" + RFC_ACCEPT
+    + b" \r\nSEC-WEBSOCKET-PROTOCOL: mqtt\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\n\r\n",
+    "101-with-frame-after": reply(extra=wsframe(WS_BINARY, CONNACK_OK)),
+    "101-no-reason": b"HTTP/1.1 101\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Accept: " + RFC_ACCEPT + b"\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n",
+    "403": reply(b"403 Forbidden", [b"Content-Length: 9"], b"Forbidden"),
+    "404": reply(b"404 Not Found", []),
+    "http10-400": b"HTTP/1.0 400 Bad Request\r\n\r\n",
+    "200-ok": reply(b"200 OK"),
+    "bad-accept": reply(fields=[b"Upgrade: websocket", b"Connection: Upgrade",
+                                b"Sec-WebSocket-Accept: dGhlIHNhbXBsZSBub25jZQ==",
+                                b"Sec-WebSocket-Protocol: mqtt"]),
+    "no-subprotocol": reply(fields=[b"Upgrade: websocket", b"Connection: Upgrade",
+                                    b"Sec-WebSocket-Accept: " + RFC_ACCEPT]),
+    "subprotocol-mqttv3.1": reply(fields=[b"Upgrade: websocket", b"Connection: Upgrade",
+                                          b"Sec-WebSocket-Accept: " + RFC_ACCEPT,
+                                          b"Sec-WebSocket-Protocol: mqttv3.1"]),
+    "extension": reply(fields=[b"Upgrade: websocket", b"Connection: Upgrade",
+                               b"Sec-WebSocket-Accept: " + RFC_ACCEPT,
+                               b"Sec-WebSocket-Protocol: mqtt",
+                               b"Sec-WebSocket-Extensions: permessage-deflate"]),
+    "no-upgrade": reply(fields=[b"Connection: Upgrade", b"Sec-WebSocket-Accept: " + RFC_ACCEPT,
+                                b"Sec-WebSocket-Protocol: mqtt"]),
+    "duplicate-accept": reply(fields=[b"Upgrade: websocket", b"Connection: Upgrade",
+                                      b"Sec-WebSocket-Accept: " + RFC_ACCEPT,
+                                      b"Sec-WebSocket-Accept: " + RFC_ACCEPT,
+                                      b"Sec-WebSocket-Protocol: mqtt"]),
+    "folded-line": reply(fields=[b"Upgrade: websocket", b" folded", b"Connection: Upgrade"]),
+    "nul-in-value": reply(fields=[b"Upgrade: web\x00socket"]),
+    "lf-only": b"HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n",
+    "not-http": b"SSH-2.0-OpenSSH_9.2\r\n\r\n",
+    "truncated": reply()[:60],
+    "oversized-header": b"HTTP/1.1 101 Switching Protocols\r\n"
+    + b"".join(b"X-Filler-%04d: abcdefghijklmnop\r\n" % i for i in range(300)) + b"\r\n",
+}
+
+
 def write(kind, seeds):
     d = os.path.join(CORPUS, kind)
     os.makedirs(d, exist_ok=True)
@@ -251,6 +379,7 @@ def write(kind, seeds):
 
 def main():
     n = write("decoder", DECODER) + write("engine", ENGINE)
+    n += write("ws", WS) + write("ws_http", WS_HTTP)
     print(f"make_corpus: wrote {n} seeds under {os.path.relpath(CORPUS, ROOT)}/", file=sys.stderr)
 
 

@@ -969,6 +969,14 @@ static void flush(mqttc_client *c, uint32_t now)
         size_t n = mqttc_engine_output(&c->eng, iov, MQTTC_ENGINE_SEGMENTS);
         long w;
         if (n == 0) {
+            /* The transport may still hold bytes it took earlier (the rest of
+             * a WebSocket frame, a pong): writev() with nothing flushes them. */
+            if (c->tr->vt->want(c->tr) & MQTTC_WANT_WRITE) {
+                w = c->tr->vt->writev(c->tr, NULL, 0);
+                if (w < 0) {
+                    lose_connection(c, (int)w);
+                }
+            }
             return;
         }
         w = c->tr->vt->writev(c->tr, iov, n);
@@ -1045,6 +1053,19 @@ static void serve_requests(mqttc_client *c, uint32_t now)
     }
 }
 
+/* Input the transport already holds (e.g. decrypted TLS): poll() would not
+ * report it, so the loop must read without waiting. */
+static bool input_pending(mqttc_client *c)
+{
+    size_t room;
+    if (c->tr == NULL || c->tr->vt->pending == NULL || c->state == MQTTC_CLIENT_CONNECTING ||
+        mqttc_engine_state(&c->eng) == MQTTC_STATE_OFFLINE) {
+        return false;
+    }
+    mqttc_engine_rx_space(&c->eng, &room);
+    return room > 0 && c->tr->vt->pending(c->tr) > 0;
+}
+
 /* One turn of the loop: `ready` says what the descriptor is ready for. */
 static void turn(mqttc_client *c, int ready)
 {
@@ -1064,7 +1085,7 @@ static void turn(mqttc_client *c, int ready)
         }
     }
     if (c->tr != NULL && mqttc_engine_state(&c->eng) != MQTTC_STATE_OFFLINE) {
-        if (ready & MQTTC_WANT_READ) {
+        if ((ready & MQTTC_WANT_READ) || input_pending(c)) {
             read_input(c, now);
         }
         if (!c->engine_closed) {
@@ -1102,7 +1123,8 @@ static int want_events(mqttc_client *c)
 static int timeout_ms(mqttc_client *c)
 {
     uint32_t now = now_ms(), t = MQTTC_NO_TIMEOUT;
-    if (c->connect_now || c->reconnect_now || c->disconnect_now || c->done_head != NULL) {
+    if (c->connect_now || c->reconnect_now || c->disconnect_now || c->done_head != NULL ||
+        input_pending(c)) {
         return 0;
     }
     switch (c->state) {

@@ -1,11 +1,12 @@
-/* Picks the transport for a URI scheme at run time. TLS and WebSocket will
- * wrap the TCP transport; until they exist their schemes are unsupported. */
+/* Picks the transport stack for a URI scheme at run time: TCP; TLS over TCP;
+ * WebSocket over TCP; WebSocket over TLS over TCP. */
 #include "transport.h"
 
 int mqttc__transport_open(const mqttc_uri *uri, const mqttc_transport_opts *opts,
                           mqttc_transport **out)
 {
-    (void)opts; /* nothing in it for TCP */
+    mqttc_transport *tcp, *tls;
+    int rc;
     if (uri == NULL || out == NULL) {
         return MQTTC_ERR_INVALID_ARG;
     }
@@ -14,9 +15,22 @@ int mqttc__transport_open(const mqttc_uri *uri, const mqttc_transport_opts *opts
     case MQTTC_SCHEME_MQTT:
         return mqttc__tcp_open(uri->host, uri->port, out);
     case MQTTC_SCHEME_MQTTS:
+        rc = mqttc__tcp_open(uri->host, uri->port, &tcp);
+        return rc < 0 ? rc : mqttc__tls_open(tcp, uri->host, opts, out);
     case MQTTC_SCHEME_WS:
+        rc = mqttc__tcp_open(uri->host, uri->port, &tcp);
+        return rc < 0 ? rc
+                      : mqttc__ws_open(tcp, uri->host, uri->port,
+                                       opts != NULL ? opts->ws_path : NULL, out);
     case MQTTC_SCHEME_WSS:
-        return MQTTC_ERR_UNSUPPORTED;
+        rc = mqttc__tcp_open(uri->host, uri->port, &tcp);
+        if (rc < 0) {
+            return rc;
+        }
+        rc = mqttc__tls_open(tcp, uri->host, opts, &tls); /* owns tcp, even on failure */
+        return rc < 0 ? rc
+                      : mqttc__ws_open(tls, uri->host, uri->port,
+                                       opts != NULL ? opts->ws_path : NULL, out);
     }
     return MQTTC_ERR_INVALID_ARG;
 }

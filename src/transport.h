@@ -5,8 +5,9 @@
  *
  * Every call is non-blocking. Results: > 0 bytes moved; 0 would block (poll
  * mqttc__transport_want() on mqttc__transport_fd()); < 0 a MQTTC_ERR_* code
- * (MQTTC_ERR_CLOSED_BY_PEER at end of stream). After an error, only
- * destroy() may be called. */
+ * (MQTTC_ERR_CLOSED_BY_PEER at end of stream). After an error, read() may
+ * still collect what the peer sent before it (a TLS alert explaining a reset),
+ * then only destroy(). */
 #ifndef MQTTC_TRANSPORT_H
 #define MQTTC_TRANSPORT_H
 
@@ -29,7 +30,9 @@ typedef struct mqttc_transport_vtable {
     int (*connect)(mqttc_transport *t);
     long (*read)(mqttc_transport *t, uint8_t *buf, size_t cap);
     /* Write as much of the iovecs as possible, in order (one system call
-     * where the OS allows). */
+     * where the OS allows). A transport may accept bytes it cannot pass on
+     * yet (the rest of a WebSocket frame, a pong) and ask for WRITE in want();
+     * writev(t, NULL, 0) then only flushes those, returning 0 or an error. */
     long (*writev)(mqttc_transport *t, const mqttc_iov *iov, size_t n);
     /* The descriptor to poll; -1 when there is none yet. */
     int (*fd)(const mqttc_transport *t);
@@ -38,6 +41,11 @@ typedef struct mqttc_transport_vtable {
     int (*want)(const mqttc_transport *t);
     /* Close the connection and free the transport. */
     void (*destroy)(mqttc_transport *t);
+    /* Bytes read() would return now without the descriptor becoming readable
+     * (decrypted or deframed already, held inside the transport); NULL when
+     * the transport never holds any. The client reads while this is > 0,
+     * since poll() cannot see them. */
+    size_t (*pending)(const mqttc_transport *t);
 } mqttc_transport_vtable;
 
 struct mqttc_transport {
