@@ -10,12 +10,12 @@ PACKAGES=(
   libcmocka-dev                    # unit tests
   valgrind                         # memcheck stage of scripts/test.sh
   mosquitto mosquitto-clients      # a real broker for integration tests and the demo
+  openssl                          # throwaway CA and certificates for the TLS tests
 )
 
 # Libraries for the layers being added. Add here, never install by hand:
 #   libmbedtls-dev    TLS transport
 #   liblua5.4-dev     LuatOS / Lua module
-#   libwslay-dev      WebSocket transport
 #   nodejs npm        WebSocket / browser-side tests
 #   libmosquitto-dev  libpaho-mqtt-dev   comparison benchmarks
 PACKAGES+=(
