@@ -772,6 +772,32 @@ static void tls_client_to_http_server_is_not_tls(void **state)
     assert_int_equal(detail, MBEDTLS_ERR_SSL_INVALID_RECORD);
 }
 
+/* A server that completes the TCP handshake (the kernel's backlog) but never
+ * answers the ClientHello: the handshake runs into connect_timeout_ms and is
+ * reported as a timeout, not as a hang or a bare TLS error. */
+static void silent_server_is_handshake_timeout(void **state)
+{
+    fx *f = *state;
+    mqttc_client_config cfg;
+    char uri[96];
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+    assert_true(lfd >= 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(lfd, 1), 0); /* never accept()ed, never answers */
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    tls_config(f, &cfg, uri, "tls-silent", "mqtts", "127.0.0.1", ntohs(a.sin_port));
+    cfg.tls.verify = MQTTC_TLS_VERIFY_NONE;
+    cfg.connect_timeout_ms = 500;
+    (void)connect_fails(f, &cfg, MQTTC_ERR_CONNECT_TIMEOUT);
+    close(lfd);
+}
+
 /* ---- configuration errors (found when the attempt opens the transport) ---- */
 
 static void config_error(fx *f, const char *id, int code, const char *ca, const char *cert,
@@ -955,6 +981,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(tls_client_to_plain_port_is_not_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(plain_client_to_tls_port_fails_clearly, setup, teardown),
+        cmocka_unit_test_setup_teardown(silent_server_is_handshake_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(tls_client_to_http_server_is_not_tls, setup, teardown),
         cmocka_unit_test_setup_teardown(wrong_key_password, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_key_password, setup, teardown),
