@@ -55,7 +55,8 @@ typedef enum opt_id {
     OPT_STDIN_LINE, OPT_NULL, OPT_QOS, OPT_RETAIN, OPT_ID, OPT_ID_PREFIX, OPT_USER, OPT_PW,
     OPT_KEEPALIVE, OPT_NO_CLEAN, OPT_DEBUG, OPT_COUNT, OPT_TIMEOUT, OPT_VERBOSE, OPT_NO_EOL,
     OPT_NO_RETAINED, OPT_FILTER_OUT, OPT_WILL_TOPIC, OPT_WILL_PAYLOAD, OPT_WILL_QOS,
-    OPT_WILL_RETAIN, OPT_QUIET, OPT_HELP
+    OPT_WILL_RETAIN, OPT_QUIET, OPT_HELP, OPT_CAFILE, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD,
+    OPT_INSECURE, OPT_TLS_VERSION, OPT_ALPN, OPT_WS_PATH
 } opt_id;
 
 #define BOTH (CLI_PUB | CLI_SUB)
@@ -98,6 +99,15 @@ static const cli_flag cli_flags[] = {
     {NULL, "--will-qos", BOTH, "will QoS", OPT_WILL_QOS},
     {NULL, "--will-retain", BOTH, NULL, OPT_WILL_RETAIN},
     {NULL, "--quiet", BOTH, NULL, OPT_QUIET},
+    {NULL, "--cafile", BOTH, "file", OPT_CAFILE},
+    {NULL, "--cert", BOTH, "file", OPT_CERT},
+    {NULL, "--key", BOTH, "file", OPT_KEY},
+    {NULL, "--key-password", BOTH, "password", OPT_KEY_PASSWORD}, /* mqttc's own */
+    {NULL, "--insecure", BOTH, NULL, OPT_INSECURE},
+    {NULL, "--tls-version", BOTH, "version", OPT_TLS_VERSION},
+    {NULL, "--alpn", BOTH, "protocol", OPT_ALPN},
+    {NULL, "--tls-alpn", BOTH, "protocol", OPT_ALPN}, /* mosquitto's spelling */
+    {NULL, "--ws-path", BOTH, "path", OPT_WS_PATH}, /* mqttc's own */
     {NULL, "--help", BOTH, NULL, OPT_HELP},
 };
 
@@ -106,9 +116,8 @@ static const char *const cli_unsupported[] = {
     "-A", "-D", "--property", "-V", "--protocol-version", "-x", "-S", "-M", "-E", "-F", "-U",
     "--unsubscribe", "--unix", "--nodelay", "--proxy", "--repeat", "--repeat-delay", "--pretty",
     "--random-filter", "--remove-retained", "--retained-only", "--retain-as-published",
-    "--cafile", "--capath", "--cert", "--key", "--keyform", "--ciphers", "--tls-version",
-    "--tls-alpn", "--tls-engine", "--tls-engine-kpass-sha1", "--tls-use-os-certs", "--insecure",
-    "--psk", "--psk-identity",
+    "--capath", "--keyform", "--ciphers", "--tls-engine", "--tls-engine-kpass-sha1",
+    "--tls-use-os-certs", "--psk", "--psk-identity",
 };
 
 static const cli_flag *find_flag(const char *s)
@@ -214,6 +223,7 @@ static bool set_url(cli_opts *o, const char *url)
         return false;
     }
     o->scheme = u.scheme;
+    o->url_given = true;
     memcpy(o->host, u.host, sizeof o->host);
     o->port = u.port;
     if (u.has_username) {
@@ -246,6 +256,40 @@ static bool parse_qos(cli_opts *o, const char *flag, const char *arg, int *qos)
         return false;
     }
     *qos = (int)v;
+    return true;
+}
+
+/* --tls-version: mosquitto's names; the version is both the minimum and the
+ * maximum. */
+static bool set_tls_version(cli_opts *o, const char *arg)
+{
+    if (strcmp(arg, "tlsv1.2") == 0) {
+        o->tls_version = MQTTC_TLS_1_2;
+    } else if (strcmp(arg, "tlsv1.3") == 0) {
+        o->tls_version = MQTTC_TLS_1_3;
+    } else {
+        cli_usage_error(o, "invalid TLS version '%s' for --tls-version: expected tlsv1.2 or tlsv1.3",
+                        arg);
+        return false;
+    }
+    return true;
+}
+
+static bool add_alpn(cli_opts *o, const char *arg)
+{
+    const char **grown;
+    if (arg[0] == '\0' || strlen(arg) > 255) { /* RFC 7301: 1 to 255 bytes */
+        cli_usage_error(o, "invalid protocol '%s' for --alpn: expected 1 to 255 characters", arg);
+        return false;
+    }
+    grown = realloc(o->alpn, (o->alpn_count + 2) * sizeof *grown);
+    if (grown == NULL) {
+        cli_usage_error(o, "%s", mqttc_strerror(MQTTC_ERR_NO_MEMORY));
+        return false;
+    }
+    o->alpn = grown;
+    grown[o->alpn_count++] = arg;
+    grown[o->alpn_count] = NULL;
     return true;
 }
 
@@ -350,6 +394,32 @@ static bool apply(cli_opts *o, const cli_flag *f, const char *flag, const char *
         return true;
     case OPT_HELP:
         return true;
+    case OPT_CAFILE:
+        o->cafile = arg;
+        return true;
+    case OPT_CERT:
+        o->certfile = arg;
+        return true;
+    case OPT_KEY:
+        o->keyfile = arg;
+        return true;
+    case OPT_KEY_PASSWORD:
+        o->key_password = arg;
+        return true;
+    case OPT_INSECURE:
+        o->insecure = true;
+        return true;
+    case OPT_TLS_VERSION:
+        return set_tls_version(o, arg);
+    case OPT_ALPN:
+        return add_alpn(o, arg);
+    case OPT_WS_PATH:
+        if (arg[0] != '/') {
+            cli_usage_error(o, "invalid path '%s' for --ws-path: it must begin with '/'", arg);
+            return false;
+        }
+        o->ws_path = arg;
+        return true;
     }
     return false;
 }
@@ -390,6 +460,65 @@ static bool check_topics(cli_opts *o)
     return true;
 }
 
+static bool tls_options_given(const cli_opts *o)
+{
+    return o->cafile || o->certfile || o->keyfile || o->key_password || o->insecure ||
+           o->tls_version != MQTTC_TLS_ANY || o->alpn_count > 0;
+}
+
+static bool check_readable(const cli_opts *o, const char *flag, const char *file)
+{
+    if (file != NULL && access(file, R_OK) != 0) {
+        cli_usage_error(o, "cannot read '%s' for %s: %s", file, flag, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+/* The TLS and WebSocket options, and the scheme they select. With -L the
+ * URL's scheme stands and must fit the options; with -h/-p, any TLS option
+ * selects mqtts:// (default port 8883, as mosquitto does with --cafile) and
+ * --ws-path selects ws:// (or wss:// with TLS). */
+static bool check_transport(cli_opts *o)
+{
+    bool tls = tls_options_given(o);
+    if (o->certfile != NULL && o->keyfile == NULL) {
+        cli_usage_error(o, "--cert needs --key (the certificate's private key)");
+        return false;
+    }
+    if (o->keyfile != NULL && o->certfile == NULL) {
+        cli_usage_error(o, "--key needs --cert (the client certificate)");
+        return false;
+    }
+    if (o->key_password != NULL && o->keyfile == NULL) {
+        cli_usage_error(o, "--key-password needs --key");
+        return false;
+    }
+    if (!check_readable(o, "--cafile", o->cafile) || !check_readable(o, "--cert", o->certfile) ||
+        !check_readable(o, "--key", o->keyfile)) {
+        return false;
+    }
+    if (o->url_given) {
+        bool url_tls = o->scheme == MQTTC_SCHEME_MQTTS || o->scheme == MQTTC_SCHEME_WSS;
+        bool url_ws = o->scheme == MQTTC_SCHEME_WS || o->scheme == MQTTC_SCHEME_WSS;
+        if (tls && !url_tls) {
+            cli_usage_error(o, "TLS options need an mqtts://, ssl:// or wss:// URL for -L");
+            return false;
+        }
+        if (o->ws_path != NULL && !url_ws) {
+            cli_usage_error(o, "--ws-path needs a ws:// or wss:// URL for -L");
+            return false;
+        }
+        return true;
+    }
+    if (o->ws_path != NULL) {
+        o->scheme = tls ? MQTTC_SCHEME_WSS : MQTTC_SCHEME_WS;
+    } else if (tls) {
+        o->scheme = MQTTC_SCHEME_MQTTS;
+    }
+    return true;
+}
+
 /* The combinations mosquitto refuses, with its rules. */
 static bool check_combinations(cli_opts *o)
 {
@@ -419,7 +548,7 @@ static bool check_combinations(cli_opts *o)
                         mqttc_strerror(MQTTC_ERR_BAD_WILL));
         return false;
     }
-    return check_topics(o);
+    return check_transport(o) && check_topics(o);
 }
 
 /* "mqttc-" and random letters and digits, like mosquitto's "mosq-...". */
@@ -531,8 +660,31 @@ void cli_opts_free(cli_opts *o)
     }
     free(o->topics);
     free(o->filter_outs);
+    free(o->alpn);
     free(o->id_owned);
     memset(o, 0, sizeof *o);
+}
+
+/* ---- help ------------------------------------------------------------------ */
+
+void cli_tls_usage(void)
+{
+    printf(
+        "TLS and WebSocket (mqtts:// or ssl:// is MQTT over TLS, ws:// MQTT over WebSocket,\n"
+        "wss:// both). With -h/-p, any TLS option selects mqtts:// (default port 8883) and\n"
+        "--ws-path selects ws:// (default port 8083; wss://, 8084, with a TLS option too).\n"
+        " --cafile         PEM file of the CA(s) trusted to sign the broker's certificate\n"
+        "                  (default: the system's CA bundle)\n"
+        " --cert           PEM file of the client certificate, for brokers that require one\n"
+        " --key            PEM file of its private key (needed with --cert)\n"
+        " --key-password   password of an encrypted --key (mqttc extension)\n"
+        " --insecure       do not verify the broker's certificate at all. Unlike mosquitto,\n"
+        "                  which still checks the chain and skips only the host name, mqttc\n"
+        "                  then checks neither: use it for tests only\n"
+        " --tls-version    tlsv1.2 or tlsv1.3: the only version to use (default: the best\n"
+        "                  both sides support; this build has no TLS 1.3)\n"
+        " --alpn, --tls-alpn  ALPN protocol to offer; may be repeated\n"
+        " --ws-path        WebSocket path (default /mqtt; mqttc extension)\n");
 }
 
 /* ---- the client ---------------------------------------------------------- */
@@ -586,6 +738,15 @@ int cli_client_create(cli_opts *o, mqttc_client_cb on_event, void *user, mqttc_c
         cfg.will_qos = (uint8_t)o->will_qos;
         cfg.will_retain = o->will_retain;
     }
+    cfg.tls.ca = o->cafile;
+    cfg.tls.cert = o->certfile;
+    cfg.tls.key = o->keyfile;
+    cfg.tls.key_password = o->key_password;
+    cfg.tls.verify = o->insecure ? MQTTC_TLS_VERIFY_NONE : MQTTC_TLS_VERIFY_REQUIRED;
+    cfg.tls.alpn = (const char *const *)o->alpn;
+    cfg.tls.min_version = o->tls_version;
+    cfg.tls.max_version = o->tls_version;
+    cfg.ws_path = o->ws_path;
     cfg.keepalive = (uint16_t)o->keepalive;
     cfg.clean_session = o->clean_session;
     cfg.rx_buffer_size = CLI_BUFFER;

@@ -48,6 +48,15 @@ typedef struct cli_opts {
     char host[MQTTC_URI_HOST_MAX]; /* -h or -L; default localhost */
     long port;                     /* -p or -L; 0: the scheme's default */
     char url_user[MQTTC_URI_USER_MAX], url_pass[MQTTC_URI_USER_MAX]; /* from -L */
+    bool url_given;                /* -L: its scheme is the one used */
+
+    /* TLS (mqtts://, wss://) and WebSocket (ws://, wss://) */
+    const char *cafile, *certfile, *keyfile, *key_password; /* --cafile, --cert, --key, --key-password */
+    bool insecure;                  /* --insecure: MQTTC_TLS_VERIFY_NONE */
+    mqttc_tls_version tls_version;  /* --tls-version; MQTTC_TLS_ANY when not given */
+    const char **alpn;              /* --alpn (argv strings), NULL-terminated; owned array */
+    size_t alpn_count;
+    const char *ws_path;            /* --ws-path */
 
     /* session */
     const char *id, *id_prefix; /* -i, -I; after cli_parse() `id` is the id to use */
@@ -91,6 +100,8 @@ void cli_opts_free(cli_opts *o);
 /* Print the usage of a command on stdout. */
 void cli_pub_usage(void);
 void cli_sub_usage(void);
+/* The TLS and WebSocket options, for both usages. */
+void cli_tls_usage(void);
 
 /* A one-line usage error on stderr (always printed, even with --quiet, as
  * mosquitto does), ending with a pointer to --help. */

@@ -43,12 +43,14 @@ void cli_pub_usage(void)
         "                 {-m message | -f file | -s | -l | -n}\n"
         "                 [-q qos] [-r] [-c] [-k keepalive] [-i id | -I id_prefix] [-d] [--quiet]\n"
         "                 [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
+        "                 [--cafile file] [--cert file --key file [--key-password password]]\n"
+        "                 [--insecure] [--tls-version version] [--alpn protocol ...] [--ws-path path]\n"
         "       mqttc pub --help\n"
         "\n"
         " -h, --host       broker host name or address (default localhost)\n"
-        " -p, --port       broker port (default 1883 for mqtt://, 8883 for mqtts://)\n"
+        " -p, --port       broker port (default 1883; 8883 with TLS options)\n"
         " -L, --url        scheme://[user[:password]@]host[:port]/topic, scheme one of mqtt, tcp,\n"
-        "                  mqtts, ssl, ws, wss (only mqtt/tcp are supported by this build)\n"
+        "                  mqtts, ssl, ws, wss (default ports 1883, 8883, 8083, 8084)\n"
         " -t, --topic      topic to publish to\n"
         " -m, --message    the message payload\n"
         " -f, --file       send the contents of a file as the message\n"
@@ -70,6 +72,9 @@ void cli_pub_usage(void)
         " --will-qos       QoS of the will (default 0)\n"
         " --will-retain    retain the will\n"
         " --help           this message\n"
+        "\n");
+    cli_tls_usage();
+    printf(
         "\n"
         "Exit status: 0 when every message was published; the CONNACK return code (1-5) when the\n"
         "broker refused the connection; 1 for any other error.\n");

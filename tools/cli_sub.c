@@ -33,12 +33,14 @@ void cli_sub_usage(void)
         "                 [-C msg_count] [-W timeout_secs] [-R] [-T filter_out ...] [-v] [-N]\n"
         "                 [-d] [--quiet]\n"
         "                 [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
+        "                 [--cafile file] [--cert file --key file [--key-password password]]\n"
+        "                 [--insecure] [--tls-version version] [--alpn protocol ...] [--ws-path path]\n"
         "       mqttc sub --help\n"
         "\n"
         " -h, --host       broker host name or address (default localhost)\n"
-        " -p, --port       broker port (default 1883 for mqtt://, 8883 for mqtts://)\n"
+        " -p, --port       broker port (default 1883; 8883 with TLS options)\n"
         " -L, --url        scheme://[user[:password]@]host[:port]/topic, scheme one of mqtt, tcp,\n"
-        "                  mqtts, ssl, ws, wss (only mqtt/tcp are supported by this build)\n"
+        "                  mqtts, ssl, ws, wss (default ports 1883, 8883, 8083, 8084)\n"
         " -t, --topic      topic filter to subscribe to; may be repeated\n"
         " -T, --filter-out do not print messages whose topic matches this filter; may be repeated\n"
         " -q, --qos        quality of service of the subscriptions, 0, 1 or 2 (default 0)\n"
@@ -61,6 +63,9 @@ void cli_sub_usage(void)
         " --will-qos       QoS of the will (default 0)\n"
         " --will-retain    retain the will\n"
         " --help           this message\n"
+        "\n");
+    cli_tls_usage();
+    printf(
         "\n"
         "A lost connection is re-established every second, as mosquitto_sub does.\n"
         "Exit status: 0 after -C messages or SIGINT/SIGTERM; 27 when -W expired; the CONNACK\n"

@@ -11,7 +11,7 @@ set -u
 
 MQTTC=${1:?usage: $0 path/to/mqttc}
 case $MQTTC in /*) ;; *) MQTTC=$PWD/$MQTTC ;; esac
-for tool in mosquitto mosquitto_pub mosquitto_sub python3 timeout cmp; do
+for tool in mosquitto mosquitto_pub mosquitto_sub python3 timeout cmp openssl; do
     if ! command -v "$tool" >/dev/null 2>&1 && [ ! -x "/usr/sbin/$tool" ]; then
         echo "FAIL: $tool is not installed (run scripts/deps.sh)"
         exit 1
@@ -22,14 +22,19 @@ MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
 T=20 # seconds any single command may take
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mqttc-cli.XXXXXX")
 BROKER_PID=
+TLS_BROKER_PID=
+LOG=$WORK/broker.log # the log wait_subscribed reads
 PASSED=0
 FAILED=0
 
 cleanup() {
-    if [ -n "$BROKER_PID" ]; then
-        kill "$BROKER_PID" 2>/dev/null
-        wait "$BROKER_PID" 2>/dev/null
-    fi
+    local pid
+    for pid in "$BROKER_PID" "$TLS_BROKER_PID"; do
+        if [ -n "$pid" ]; then
+            kill "$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+        fi
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -104,7 +109,7 @@ new_id() {
 wait_subscribed() {
     local i
     for i in $(seq 1 100); do
-        grep -q "Sending SUBACK to $1\$" "$WORK/broker.log" && return 0
+        grep -q "Sending SUBACK to $1\$" "$LOG" && return 0
         sleep 0.05
     done
     return 1
@@ -471,6 +476,258 @@ else
     not_ok "-L mqtts://" "exit $rc" "$(cat "$WORK/tls.err")"
 fi
 
+# ---- TLS and WebSocket ----------------------------------------------------------
+# A throwaway CA, a server certificate for localhost/127.0.0.1, one for another
+# name, and a client certificate (its key also encrypted), made with openssl.
+# The encrypted key is PKCS#8 with 3DES: mbedTLS 2.28 cannot decrypt OpenSSL 3's
+# default (PBES2 with AES), see tests/unit/test_transport_tls.c.
+make_certs() {
+    local d=$WORK/certs
+    mkdir -p "$d" && cd "$d" || return 1
+    cat >openssl.cnf <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = placeholder
+[v3_ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[v3_server]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1
+[v3_wrong]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:wrong.example
+[v3_client]
+basicConstraints = CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+EOF
+    ec() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1"; }
+    sign() {
+        openssl x509 -req -in "$1" -CA ca.pem -CAkey ca.key -set_serial "$2" -days 30 \
+            -extfile openssl.cnf -extensions "$3" -out "$4"
+    }
+    {
+        ec ca.key &&
+            openssl req -config openssl.cnf -x509 -new -key ca.key -subj "/CN=mqttc cli test CA" \
+                -extensions v3_ca -days 30 -out ca.pem &&
+            ec server.key &&
+            openssl req -config openssl.cnf -new -key server.key -subj /CN=localhost -out server.csr &&
+            sign server.csr 2 v3_server server.pem &&
+            openssl req -config openssl.cnf -new -key server.key -subj /CN=wrong.example -out wrong.csr &&
+            sign wrong.csr 3 v3_wrong wrong.pem &&
+            openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out client.key &&
+            openssl req -config openssl.cnf -new -key client.key -subj "/CN=mqttc cli test client" \
+                -out client.csr &&
+            sign client.csr 4 v3_client client.pem &&
+            openssl pkcs8 -topk8 -in client.key -v2 des3 -passout pass:secret -out client-enc.key
+    } >openssl.log 2>&1
+    local rc=$?
+    cd - >/dev/null || return 1
+    return $rc
+}
+
+# A second broker: TLS_PORT (TLS), WRONG_PORT (TLS, a certificate for another
+# name), MTLS_PORT (TLS, client certificate required), WS_PORT (WebSocket),
+# WSS_PORT (WebSocket over TLS). `user root`: as root, mosquitto would drop to
+# the user 'mosquitto', which cannot read the certificates in our 0700 $WORK.
+start_tls_broker() {
+    local try i C=$WORK/certs p
+    for try in 1 2 3; do
+        TLS_PORT=$(free_port)
+        WRONG_PORT=$(free_port)
+        MTLS_PORT=$(free_port)
+        WS_PORT=$(free_port)
+        WSS_PORT=$(free_port)
+        cat >"$WORK/tls-mosquitto.conf" <<EOF
+user root
+log_dest stderr
+log_type all
+allow_anonymous true
+listener $TLS_PORT 127.0.0.1
+cafile $C/ca.pem
+certfile $C/server.pem
+keyfile $C/server.key
+listener $WRONG_PORT 127.0.0.1
+certfile $C/wrong.pem
+keyfile $C/server.key
+listener $MTLS_PORT 127.0.0.1
+cafile $C/ca.pem
+certfile $C/server.pem
+keyfile $C/server.key
+require_certificate true
+listener $WS_PORT 127.0.0.1
+protocol websockets
+socket_domain ipv4
+listener $WSS_PORT 127.0.0.1
+protocol websockets
+socket_domain ipv4
+certfile $C/server.pem
+keyfile $C/server.key
+EOF
+        "$MOSQUITTO" -c "$WORK/tls-mosquitto.conf" >"$WORK/tls-broker.log" 2>&1 &
+        TLS_BROKER_PID=$!
+        for i in $(seq 1 50); do
+            local up=1
+            for p in "$TLS_PORT" "$WRONG_PORT" "$MTLS_PORT" "$WS_PORT" "$WSS_PORT"; do
+                timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$p" 2>/dev/null || up=0
+            done
+            [ $up -eq 1 ] && return 0
+            kill -0 "$TLS_BROKER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill "$TLS_BROKER_PID" 2>/dev/null
+        wait "$TLS_BROKER_PID" 2>/dev/null
+        TLS_BROKER_PID=
+    done
+    return 1
+}
+
+# tls_check "what" NAME EXPECTED-OUTPUT SUB-CMD... -- PUB-CMD...: the subscriber
+# (client id $ID) must print EXPECTED-OUTPUT and both must exit 0.
+tls_check() {
+    local what=$1 name=$2 expect=$3
+    shift 3
+    local sub=() pub=()
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do
+        sub+=("$1")
+        shift
+    done
+    shift
+    pub=("$@")
+    if ! bg_sub "$name" "${sub[@]}"; then
+        kill "$SUB_PID" 2>/dev/null
+        wait_sub
+        not_ok "$what" "the subscriber never subscribed (exit $SUB_RC)" "$(cat "$WORK/$name.err")"
+        return
+    fi
+    timeout "$T" "${pub[@]}" >"$WORK/$name-pub.out" 2>&1
+    local prc=$?
+    wait_sub
+    if [ $prc -eq 0 ] && [ $SUB_RC -eq 0 ] && [ "$(cat "$WORK/$name.out")" = "$expect" ]; then
+        ok "$what"
+    else
+        not_ok "$what" "pub exit $prc, sub exit $SUB_RC" \
+            "got: $(cat "$WORK/$name.out" "$WORK/$name.err" "$WORK/$name-pub.out")"
+    fi
+}
+
+# fail_check "what" "expected text" CMD...: exit 1 with the text on stderr.
+fail_check() {
+    local what=$1 expect=$2
+    shift 2
+    timeout "$T" "$@" >/dev/null 2>"$WORK/fail.err"
+    local rc=$?
+    if [ $rc -eq 1 ] && grep -q -- "$expect" "$WORK/fail.err"; then
+        ok "$what: exit 1: $(head -1 "$WORK/fail.err")"
+    else
+        not_ok "$what" "exit $rc" "$(cat "$WORK/fail.err")"
+    fi
+}
+
+if ! make_certs; then
+    not_ok "openssl makes the test certificates" "$(cat "$WORK/certs/openssl.log")"
+elif ! start_tls_broker; then
+    not_ok "mosquitto starts with TLS and WebSocket listeners" "$(cat "$WORK/tls-broker.log")"
+else
+    LOG=$WORK/tls-broker.log
+    C=$WORK/certs
+    TH=(-h 127.0.0.1 -p "$TLS_PORT" --cafile "$C/ca.pem")
+
+    new_id
+    tls_check "mqtts: pub and sub with -h 127.0.0.1 -p PORT --cafile (an IP address in the SAN)" \
+        tls1 "tls/1 over tls" \
+        "$MQTTC" sub "${TH[@]}" -i "$ID" -t tls/1 -q 1 -C 1 -v -- \
+        "$MQTTC" pub "${TH[@]}" -t tls/1 -q 1 -m "over tls"
+
+    new_id
+    tls_check "mqtts: mqttc pub -L mqtts://localhost:PORT/topic --cafile -> mosquitto_sub over TLS" \
+        tls2 "tls/2 url" \
+        mosquitto_sub -h localhost -p "$TLS_PORT" --cafile "$C/ca.pem" -i "$ID" -t tls/2 -C 1 -v -- \
+        "$MQTTC" pub -L "mqtts://localhost:$TLS_PORT/tls/2" --cafile "$C/ca.pem" -m url
+
+    new_id
+    tls_check "mqtts: mosquitto_pub over TLS -> mqttc sub -L ssl://localhost:PORT/tls/# --cafile" \
+        tls3 "tls/3 from mosquitto" \
+        "$MQTTC" sub -L "ssl://localhost:$TLS_PORT/tls/#" --cafile "$C/ca.pem" -i "$ID" -C 1 -v -- \
+        mosquitto_pub -h localhost -p "$TLS_PORT" --cafile "$C/ca.pem" -t tls/3 -m "from mosquitto"
+
+    new_id
+    tls_check "mqtts: --tls-version tlsv1.2 and --alpn x --alpn mqtt" tls4 "v12" \
+        "$MQTTC" sub "${TH[@]}" --tls-version tlsv1.2 -i "$ID" -t tls/4 -C 1 -- \
+        "$MQTTC" pub "${TH[@]}" --alpn x --alpn mqtt -t tls/4 -m v12
+
+    fail_check "mqtts: --tls-version tlsv1.3 (no TLS 1.3 in mbedTLS 2.28)" "not supported" \
+        "$MQTTC" pub "${TH[@]}" --tls-version tlsv1.3 -t x -m y
+    fail_check "--cafile with -h and no -p: mqtts:// on port 8883" \
+        "^Connection error: mqtts://127.0.0.1:8883: " \
+        "$MQTTC" pub -h 127.0.0.1 --cafile "$C/ca.pem" -t x -m y
+    fail_check "mqtts: a certificate for another name" \
+        "^Connection error: mqtts://127.0.0.1:$WRONG_PORT: TLS: server certificate does not match the host name" \
+        "$MQTTC" pub -h 127.0.0.1 -p "$WRONG_PORT" --cafile "$C/ca.pem" -t x -m y
+    fail_check "mqtts: sub, a certificate for another name" "does not match the host name" \
+        "$MQTTC" sub -h 127.0.0.1 -p "$WRONG_PORT" --cafile "$C/ca.pem" -t x
+    fail_check "mqtts: a server signed by a CA not in --cafile" "^Connection error: mqtts://" \
+        "$MQTTC" pub -h localhost -p "$TLS_PORT" --cafile "$C/wrong.pem" -t x -m y
+
+    new_id
+    tls_check "mqtts: --insecure accepts the certificate for another name" tls5 "tls/5 insecure" \
+        "$MQTTC" sub "${TH[@]}" -i "$ID" -t tls/5 -C 1 -v -- \
+        "$MQTTC" pub -h 127.0.0.1 -p "$WRONG_PORT" --insecure -t tls/5 -m insecure
+
+    new_id
+    tls_check "mutual TLS: --cert and --key" tls6 "tls/6 mutual" \
+        "$MQTTC" sub -h localhost -p "$MTLS_PORT" --cafile "$C/ca.pem" --cert "$C/client.pem" \
+        --key "$C/client.key" -i "$ID" -t tls/6 -C 1 -v -- \
+        "$MQTTC" pub -L "mqtts://127.0.0.1:$MTLS_PORT/tls/6" --cafile "$C/ca.pem" \
+        --cert "$C/client.pem" --key "$C/client.key" -m mutual
+
+    new_id
+    tls_check "mutual TLS: an encrypted --key with --key-password" tls7 "tls/7 encrypted key" \
+        "$MQTTC" sub "${TH[@]}" -i "$ID" -t tls/7 -C 1 -v -- \
+        "$MQTTC" pub -h 127.0.0.1 -p "$MTLS_PORT" --cafile "$C/ca.pem" --cert "$C/client.pem" \
+        --key "$C/client-enc.key" --key-password secret -t tls/7 -m "encrypted key"
+
+    fail_check "mutual TLS: no client certificate" "^Connection error: mqtts://127.0.0.1:$MTLS_PORT: " \
+        "$MQTTC" pub -h 127.0.0.1 -p "$MTLS_PORT" --cafile "$C/ca.pem" -t x -m y
+    fail_check "mutual TLS: sub, no client certificate" "^Connection error: " \
+        "$MQTTC" sub -h 127.0.0.1 -p "$MTLS_PORT" --cafile "$C/ca.pem" -t x
+    fail_check "mutual TLS: a wrong --key-password" "wrong or missing password for the private key" \
+        "$MQTTC" pub -h 127.0.0.1 -p "$MTLS_PORT" --cafile "$C/ca.pem" --cert "$C/client.pem" \
+        --key "$C/client-enc.key" --key-password wrong -t x -m y
+    fail_check "mutual TLS: an encrypted --key without --key-password" \
+        "wrong or missing password for the private key" \
+        "$MQTTC" sub -h 127.0.0.1 -p "$MTLS_PORT" --cafile "$C/ca.pem" --cert "$C/client.pem" \
+        --key "$C/client-enc.key" -t x
+
+    new_id
+    tls_check "ws: sub -L ws://127.0.0.1:PORT/ws/#, pub -h -p --ws-path /mqtt" ws1 "ws/1 over websocket" \
+        "$MQTTC" sub -L "ws://127.0.0.1:$WS_PORT/ws/#" -i "$ID" -C 1 -v -- \
+        "$MQTTC" pub -h 127.0.0.1 -p "$WS_PORT" --ws-path /mqtt -t ws/1 -m "over websocket"
+
+    new_id
+    tls_check "ws: mqttc pub -L ws://... --ws-path /other -> mosquitto_sub over TLS" ws2 "ws/2 path" \
+        mosquitto_sub -h localhost -p "$TLS_PORT" --cafile "$C/ca.pem" -i "$ID" -t ws/2 -C 1 -v -- \
+        "$MQTTC" pub -L "ws://127.0.0.1:$WS_PORT/ws/2" --ws-path /other -m path
+
+    new_id
+    tls_check "wss: sub -L wss://localhost:PORT/topic --cafile, pub --ws-path --cafile" wss1 "wss/1 secure websocket" \
+        "$MQTTC" sub -L "wss://localhost:$WSS_PORT/wss/1" --cafile "$C/ca.pem" -i "$ID" -C 1 -v -- \
+        "$MQTTC" pub -h 127.0.0.1 -p "$WSS_PORT" --ws-path /mqtt --cafile "$C/ca.pem" -t wss/1 \
+        -m "secure websocket"
+
+    fail_check "ws:// to a TLS listener" "^Connection error: ws://127.0.0.1:$TLS_PORT: " \
+        "$MQTTC" pub -L "ws://127.0.0.1:$TLS_PORT/x" -m y
+    LOG=$WORK/broker.log
+fi
+
 # ---- usage errors: one line on stderr naming the problem, exit 1 -------------------
 # usage_error "what" "expected text in the message" mqttc-args... [-- mosquitto-args]
 usage_error() {
@@ -539,6 +796,23 @@ usage_error "pub-only flag given to sub" "unknown option '-m'" sub "${H[@]}" -t 
 usage_error "stray argument" "unexpected argument 'stray'" sub "${H[@]}" -t x stray \
     -- mosquitto_sub "${H[@]}" -t x stray
 usage_error "mosquitto option mqttc lacks" "not supported by mqttc" sub "${H[@]}" -t x -F %t
+usage_error "--cert without --key" "--cert needs --key" pub "${H[@]}" -t x -m y \
+    --cert "$WORK/certs/client.pem" -- mosquitto_pub "${H[@]}" -t x -m y --cert "$WORK/certs/client.pem"
+usage_error "--key without --cert" "--key needs --cert" sub "${H[@]}" -t x --key "$WORK/certs/client.key" \
+    -- mosquitto_sub "${H[@]}" -t x --key "$WORK/certs/client.key"
+usage_error "--key-password without --key" "--key-password needs --key" pub "${H[@]}" -t x -m y \
+    --key-password p
+usage_error "unknown --tls-version" "invalid TLS version 'tlsv1.1'" sub "${H[@]}" -t x --tls-version tlsv1.1
+usage_error "--cafile without its argument" "--cafile needs an argument" sub "${H[@]}" -t x --cafile \
+    -- mosquitto_sub "${H[@]}" -t x --cafile
+usage_error "unreadable --cafile" "cannot read '$WORK/no/ca.pem' for --cafile" pub "${H[@]}" -t x -m y \
+    --cafile "$WORK/no/ca.pem"
+usage_error "TLS option with -L mqtt://" "TLS options need an mqtts://" pub -L "mqtt://127.0.0.1:$PORT/x" \
+    -m y --insecure
+usage_error "--ws-path with -L mqtts://" "--ws-path needs a ws://" sub -L "mqtts://127.0.0.1:$PORT/x" \
+    --ws-path /mqtt
+usage_error "--ws-path without a leading /" "must begin with '/'" sub "${H[@]}" -t x --ws-path mqtt
+usage_error "empty --alpn" "invalid protocol '' for --alpn" pub "${H[@]}" -t x -m y --alpn ""
 usage_error "no command" "no command given"
 usage_error "unknown command" "unknown command 'frob'" frob
 
