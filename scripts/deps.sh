@@ -15,11 +15,11 @@ PACKAGES=(
 
 # Libraries for the layers being added. Add here, never install by hand:
 #   libmbedtls-dev    TLS transport
-#   liblua5.4-dev     LuatOS / Lua module
 #   nodejs npm        WebSocket / browser-side tests
 #   libmosquitto-dev  libpaho-mqtt-dev   comparison benchmarks
 PACKAGES+=(
-  libmbedtls-dev
+  libmbedtls-dev                   # TLS, and SHA-1/base64 for the WebSocket handshake
+  liblua5.4-dev lua5.4             # the LuatOS face (Lua module, sys/log, mqttc-lua)
 )
 
 missing=()
