@@ -1094,6 +1094,9 @@ static void turn(mqttc_client *c, int ready)
         flush(c, now);
     }
     if (c->engine_closed) {
+        /* Completions that arrived before the close are reported before it,
+         * so events keep the order in which things happened. */
+        deliver_done(c);
         session_closed(c, now);
     }
     deliver_done(c);
