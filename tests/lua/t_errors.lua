@@ -1,0 +1,35 @@
+-- error events: "connect" for a closed port, "conack" with code 5 from a
+-- broker that refuses anonymous clients; state() 4 afterwards.
+local T = require("common")
+sys.taskInit(function()
+    local wd = T.watchdog(20000)
+    local c = T.client("c", T.closed_port)
+    c:auth("lua-err-connect")
+    T.eq(c:connect(), true, "connect initiated")
+    local what = T.expect("c", "error")
+    T.eq(what, "connect", "error data")
+    T.eq(T.count.c.conack, nil, "no conack")
+    sys.wait(50)
+    T.eq(c:state(), 4, "state error")
+    T.eq(c:ready(), false, "not ready")
+    c:close()
+
+    local a = T.client("a", T.auth_port)
+    a:auth("lua-err-auth", "user", "secret")
+    a:connect()
+    local payload
+    what, payload = T.expect("a", "error")
+    T.eq(what, "conack", "error data")
+    T.eq(payload, 5, "CONNACK return code")
+    sys.wait(50)
+    T.eq(a:state(), 4, "state error")
+    a:close()
+
+    -- a client id the broker cannot accept locally: no id with a persistent session
+    local b = T.client("b", T.port)
+    b:auth(nil, nil, nil, false)
+    T.eq(b:connect(), false, "connect refused locally")
+    b:close()
+    T.pass("errors", wd)
+end)
+sys.run()

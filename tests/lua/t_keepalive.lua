@@ -1,0 +1,25 @@
+-- keepalive(): clamped to 15..600 (the runner checks the broker's log for
+-- k15 and k600) and "pong" after an idle keepalive period (15 s).
+local T = require("common")
+sys.taskInit(function()
+    local wd = T.watchdog(40000)
+    local hi = T.client("hi", T.port)
+    hi:auth("lua-ka-high")
+    hi:keepalive(100000)
+    hi:connect()
+    T.expect("hi", "conack")
+    hi:close()
+
+    local c = T.client("k", T.port)
+    c:auth("lua-ka-low")
+    c:keepalive(1)
+    local t0 = mqtt._now()
+    c:connect()
+    T.expect("k", "conack")
+    T.expect("k", "pong", 25000)
+    local dt = mqtt._now() - t0
+    T.check(dt >= 14000, "pong after the clamped 15 s keepalive, not 1 s:", dt)
+    c:close()
+    T.pass("keepalive", wd)
+end)
+sys.run()

@@ -1,0 +1,32 @@
+-- autoreconn across a broker restart: the runner restarts mosquitto after
+-- this script writes $MQTT_MARKER. The client reports disconnect, keeps a
+-- QoS 1 message published while the broker is down, reconnects (conack
+-- again), restores its subscription, and delivers the message: mqttc
+-- re-sends unacknowledged QoS 1/2, which LuatOS does not.
+local T = require("common")
+sys.taskInit(function()
+    local wd = T.watchdog(45000)
+    local c = T.client("r", T.port)
+    c:auth("lua-reconnect")
+    c:autoreconn(true, 300)
+    c:connect()
+    T.expect("r", "conack")
+    c:subscribe("lua/reconnect", 1)
+    T.expect("r", "suback")
+    local f = assert(io.open(T.marker, "w"))
+    f:write("restart\n")
+    f:close()
+    T.expect("r", "disconnect", 15000)
+    local id = c:publish("lua/reconnect", "kept", 1)
+    T.check(id and id > 0, "publish while offline is queued", id)
+    sys.wait(50)
+    T.check(c:state() == 4 or c:state() == 1 or c:state() == 2, "state while offline", c:state())
+    T.expect("r", "conack", 20000)
+    T.eq(T.expect("r", "sent", 10000), id, "queued QoS 1 sent after reconnect")
+    local topic, payload = T.expect("r", "recv", 10000)
+    T.check(topic == "lua/reconnect" and payload == "kept", "message after reconnect", payload)
+    T.check((T.count.r.error or 0) >= 1, "error events while the broker was down")
+    c:close()
+    T.pass("reconnect", wd)
+end)
+sys.run()
