@@ -667,6 +667,26 @@ void cli_opts_free(cli_opts *o)
 
 /* ---- help ------------------------------------------------------------------ */
 
+void cli_common_usage(void)
+{
+    printf(
+        " -c, --disable-clean-session  keep the session on the broker (needs -i)\n"
+        " -k, --keepalive  keepalive in seconds, 5 to 65535 (default 60)\n"
+        " -i, --id         client id (default mqttc- and random letters)\n"
+        " -I, --id-prefix  client id: this prefix and the process id\n"
+        " -u, --username   user name\n"
+        " -P, --pw         password\n"
+        " -d, --debug      print the library's debug log on stderr\n"
+        " --quiet          print no runtime errors (usage errors are still printed)\n"
+        " --will-topic     topic of the will sent if this client disconnects unexpectedly\n"
+        " --will-payload   payload of the will (default empty)\n"
+        " --will-qos       QoS of the will (default 0)\n"
+        " --will-retain    retain the will\n"
+        " --help           this message\n"
+        "\n");
+    cli_tls_usage();
+}
+
 void cli_tls_usage(void)
 {
     printf(

@@ -101,6 +101,9 @@ void cli_opts_free(cli_opts *o);
 void cli_pub_usage(void);
 void cli_sub_usage(void);
 /* The TLS and WebSocket options, for both usages. */
+/* The options pub and sub share (session, identity, will, --help), then the
+ * TLS/WebSocket ones: printed after each command's own. */
+void cli_common_usage(void);
 void cli_tls_usage(void);
 
 /* A one-line usage error on stderr (always printed, even with --quiet, as

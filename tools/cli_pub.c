@@ -58,22 +58,8 @@ void cli_pub_usage(void)
         " -l, --stdin-line send a message per line of stdin (empty lines as empty messages)\n"
         " -n, --null-message send an empty message\n"
         " -q, --qos        quality of service 0, 1 or 2 (default 0)\n"
-        " -r, --retain     retain the message (an empty retained message clears the topic)\n"
-        " -c, --disable-clean-session  keep the session on the broker (needs -i)\n"
-        " -k, --keepalive  keepalive in seconds, 5 to 65535 (default 60)\n"
-        " -i, --id         client id (default mqttc- and random letters)\n"
-        " -I, --id-prefix  client id: this prefix and the process id\n"
-        " -u, --username   user name\n"
-        " -P, --pw         password\n"
-        " -d, --debug      print the library's debug log on stderr\n"
-        " --quiet          print no runtime errors (usage errors are still printed)\n"
-        " --will-topic     topic of the will sent if this client disconnects unexpectedly\n"
-        " --will-payload   payload of the will (default empty)\n"
-        " --will-qos       QoS of the will (default 0)\n"
-        " --will-retain    retain the will\n"
-        " --help           this message\n"
-        "\n");
-    cli_tls_usage();
+        " -r, --retain     retain the message (an empty retained message clears the topic)\n");
+    cli_common_usage();
     printf(
         "\n"
         "Exit status: 0 when every message was published; the CONNACK return code (1-5) when the\n"
