@@ -31,6 +31,7 @@
 #include <stdint.h>
 
 #include "mqttc/engine.h"
+#include "testutil.h"
 
 #define FB_RX_DEFAULT 512u
 #define FB_TX_DEFAULT 1024u
@@ -135,17 +136,7 @@ struct fake_broker {
     uint16_t inbound_storage[FB_INBOUND_STORAGE];
 };
 
-/**
- * Like cmocka's assert_int_equal for mqttc return codes, but a failure names
- * both codes (MQTTC_ERR_...). Needs <cmocka.h> in the including file.
- */
-#define assert_code(actual, expected)                                                    \
-    do {                                                                                 \
-        int fb_a_ = (int)(actual), fb_e_ = (int)(expected);                              \
-        if (fb_a_ != fb_e_)                                                              \
-            fail_msg("%s: got %d (%s), expected %d (%s)", #actual, fb_a_,                \
-                     mqttc_errname(fb_a_), fb_e_, mqttc_errname(fb_e_));                 \
-    } while (0)
+/* assert_code(): see testutil.h. */
 
 /* ---- set-up ----------------------------------------------------------- */
 

@@ -19,51 +19,9 @@
 
 #include "mqttc/codec.h"
 #include "mqttc/error.h"
+#include "testutil.h"
 
 /* ---- helpers -------------------------------------------------------------- */
-
-#define assert_rc(got, want) check_rc((got), (want), #got, __FILE__, __LINE__)
-
-static void check_rc(int got, int want, const char *expr, const char *file, int line)
-{
-    if (got != want) {
-        print_error("%s returned %d (%s), expected %d (%s)\n", expr, got, mqttc_errname(got),
-                    want, mqttc_errname(want));
-        _fail(file, line);
-    }
-}
-
-/* Parses a hex vector such as "10 0F 00 04" (spaces ignored); returns the byte count. */
-static size_t unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (const char *s = hex; *s != '\0'; s++) {
-        int v;
-        if (*s == ' ') {
-            continue;
-        } else if (*s >= '0' && *s <= '9') {
-            v = *s - '0';
-        } else if (*s >= 'a' && *s <= 'f') {
-            v = *s - 'a' + 10;
-        } else if (*s >= 'A' && *s <= 'F') {
-            v = *s - 'A' + 10;
-        } else {
-            print_error("bad hex character '%c' in \"%s\"\n", *s, hex);
-            fail();
-            return 0;
-        }
-        if (hi < 0) {
-            hi = v;
-        } else {
-            assert_true(n < cap);
-            out[n++] = (uint8_t)((hi << 4) | v);
-            hi = -1;
-        }
-    }
-    assert_int_equal(hi, -1); /* odd number of digits */
-    return n;
-}
 
 static void print_hex(const char *label, const uint8_t *b, size_t n)
 {
@@ -125,7 +83,7 @@ static uint8_t *heap_copy(const uint8_t *src, size_t len)
 static int decode_hex(uint8_t first, const char *hex)
 {
     uint8_t tmp[256];
-    size_t n = unhex(hex, tmp, sizeof tmp);
+    size_t n = tu_unhex(hex, tmp, sizeof tmp);
     uint8_t *body = heap_copy(tmp, n);
     mqttc_packet p;
     memset(&p, 0, sizeof p);
@@ -236,16 +194,16 @@ static void check_encoder(const struct enc_call *c, const uint8_t *want, size_t 
         if (rc != MQTTC_ERR_BUFFER_TOO_SMALL) {
             print_error("cap %zu of %zu\n", cap, want_len);
         }
-        assert_rc(rc, MQTTC_ERR_BUFFER_TOO_SMALL);
+        assert_code(rc, MQTTC_ERR_BUFFER_TOO_SMALL);
         check_canary(buf, cap, size, cap);
     }
     memset(buf, CANARY, size);
-    assert_rc(run_encoder(c, buf, want_len), (int)want_len);
+    assert_code(run_encoder(c, buf, want_len), (int)want_len);
     assert_bytes(buf, want_len, want, want_len);
     check_canary(buf, want_len, size, want_len);
 
     memset(buf, CANARY, size);
-    assert_rc(run_encoder(c, buf, size), (int)want_len);
+    assert_code(run_encoder(c, buf, size), (int)want_len);
     assert_bytes(buf, want_len, want, want_len);
     check_canary(buf, want_len, size, size);
     free(buf);
@@ -286,12 +244,12 @@ static void test_remaining_length_encodes_golden_boundaries(void **state)
         uint8_t buf[4 + SLACK];
         for (size_t cap = 0; cap < VARINTS[i].n; cap++) {
             memset(buf, CANARY, sizeof buf);
-            assert_rc(mqttc_varint_encode(buf, cap, VARINTS[i].value),
+            assert_code(mqttc_varint_encode(buf, cap, VARINTS[i].value),
                       MQTTC_ERR_BUFFER_TOO_SMALL);
             check_canary(buf, cap, sizeof buf, cap);
         }
         memset(buf, CANARY, sizeof buf);
-        assert_rc(mqttc_varint_encode(buf, sizeof buf, VARINTS[i].value), (int)VARINTS[i].n);
+        assert_code(mqttc_varint_encode(buf, sizeof buf, VARINTS[i].value), (int)VARINTS[i].n);
         assert_bytes(buf, VARINTS[i].n, VARINTS[i].bytes, VARINTS[i].n);
         check_canary(buf, VARINTS[i].n, sizeof buf, VARINTS[i].n);
     }
@@ -301,8 +259,8 @@ static void test_remaining_length_over_maximum_is_too_large(void **state)
 {
     (void)state;
     uint8_t buf[8];
-    assert_rc(mqttc_varint_encode(buf, sizeof buf, 268435456u), MQTTC_ERR_TOO_LARGE);
-    assert_rc(mqttc_varint_encode(buf, sizeof buf, UINT32_MAX), MQTTC_ERR_TOO_LARGE);
+    assert_code(mqttc_varint_encode(buf, sizeof buf, 268435456u), MQTTC_ERR_TOO_LARGE);
+    assert_code(mqttc_varint_encode(buf, sizeof buf, UINT32_MAX), MQTTC_ERR_TOO_LARGE);
 }
 
 static void test_remaining_length_decodes_golden_boundaries(void **state)
@@ -311,14 +269,14 @@ static void test_remaining_length_decodes_golden_boundaries(void **state)
     for (size_t i = 0; i < N_VARINTS; i++) {
         uint8_t *b = heap_copy(VARINTS[i].bytes, VARINTS[i].n);
         uint32_t v = 0xDEADBEEF;
-        assert_rc(mqttc_varint_decode(b, VARINTS[i].n, &v), (int)VARINTS[i].n);
+        assert_code(mqttc_varint_decode(b, VARINTS[i].n, &v), (int)VARINTS[i].n);
         assert_int_equal(v, VARINTS[i].value);
         free(b);
         /* Bytes after the last length byte are not part of it. */
         uint8_t longer[8] = { 0 };
         memcpy(longer, VARINTS[i].bytes, VARINTS[i].n);
         longer[VARINTS[i].n] = 0xFF;
-        assert_rc(mqttc_varint_decode(longer, sizeof longer, &v), (int)VARINTS[i].n);
+        assert_code(mqttc_varint_decode(longer, sizeof longer, &v), (int)VARINTS[i].n);
         assert_int_equal(v, VARINTS[i].value);
     }
 }
@@ -330,7 +288,7 @@ static void test_remaining_length_incomplete_needs_more(void **state)
     for (size_t i = 0; i < N_VARINTS; i++) {
         for (size_t len = 0; len < VARINTS[i].n; len++) {
             uint8_t *b = heap_copy(VARINTS[i].bytes, len);
-            assert_rc(mqttc_varint_decode(b, len, &v), 0);
+            assert_code(mqttc_varint_decode(b, len, &v), 0);
             free(b);
         }
     }
@@ -341,13 +299,13 @@ static void test_remaining_length_fifth_byte_is_malformed(void **state)
     (void)state;
     uint8_t b[8];
     uint32_t v = 0;
-    size_t n = unhex("FF FF FF FF 7F", b, sizeof b);
-    assert_rc(mqttc_varint_decode(b, n, &v), MQTTC_ERR_MALFORMED_LENGTH);
-    n = unhex("80 80 80 80 01", b, sizeof b);
-    assert_rc(mqttc_varint_decode(b, n, &v), MQTTC_ERR_MALFORMED_LENGTH);
+    size_t n = tu_unhex("FF FF FF FF 7F", b, sizeof b);
+    assert_code(mqttc_varint_decode(b, n, &v), MQTTC_ERR_MALFORMED_LENGTH);
+    n = tu_unhex("80 80 80 80 01", b, sizeof b);
+    assert_code(mqttc_varint_decode(b, n, &v), MQTTC_ERR_MALFORMED_LENGTH);
     /* The fourth byte with its continuation bit is already known to be bad. */
-    n = unhex("FF FF FF FF", b, sizeof b);
-    assert_rc(mqttc_varint_decode(b, n, &v), MQTTC_ERR_MALFORMED_LENGTH);
+    n = tu_unhex("FF FF FF FF", b, sizeof b);
+    assert_code(mqttc_varint_decode(b, n, &v), MQTTC_ERR_MALFORMED_LENGTH);
 }
 
 static void test_remaining_length_accepts_non_minimal_encoding(void **state)
@@ -355,14 +313,14 @@ static void test_remaining_length_accepts_non_minimal_encoding(void **state)
     (void)state;
     uint8_t b[8];
     uint32_t v = 99;
-    size_t n = unhex("80 00", b, sizeof b);
-    assert_rc(mqttc_varint_decode(b, n, &v), 2);
+    size_t n = tu_unhex("80 00", b, sizeof b);
+    assert_code(mqttc_varint_decode(b, n, &v), 2);
     assert_int_equal(v, 0);
-    n = unhex("80 80 80 00", b, sizeof b);
-    assert_rc(mqttc_varint_decode(b, n, &v), 4);
+    n = tu_unhex("80 80 80 00", b, sizeof b);
+    assert_code(mqttc_varint_decode(b, n, &v), 4);
     assert_int_equal(v, 0);
-    n = unhex("81 80 00", b, sizeof b);
-    assert_rc(mqttc_varint_decode(b, n, &v), 3);
+    n = tu_unhex("81 80 00", b, sizeof b);
+    assert_code(mqttc_varint_decode(b, n, &v), 3);
     assert_int_equal(v, 1);
 }
 
@@ -371,9 +329,9 @@ static void test_remaining_length_null_args_are_invalid(void **state)
     (void)state;
     uint8_t b[4] = { 0x05 };
     uint32_t v;
-    assert_rc(mqttc_varint_encode(NULL, 4, 5), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_varint_decode(NULL, 1, &v), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_varint_decode(b, 1, NULL), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_varint_encode(NULL, 4, 5), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_varint_decode(NULL, 1, &v), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_varint_decode(b, 1, NULL), MQTTC_ERR_INVALID_ARG);
 }
 
 /* ---- fixed header (MQTT-2.2.1, MQTT-2.2.2 Table 2.2) --------------------- */
@@ -384,20 +342,20 @@ static void test_fixed_header_parse_reads_type_and_length(void **state)
     uint8_t b[8];
     uint8_t first = 0;
     uint32_t rem = 0;
-    size_t n = unhex("30 07", b, sizeof b);
-    assert_rc(mqttc_fixed_header_parse(b, n, &first, &rem), 2);
+    size_t n = tu_unhex("30 07", b, sizeof b);
+    assert_code(mqttc_fixed_header_parse(b, n, &first, &rem), 2);
     assert_int_equal(first, 0x30);
     assert_int_equal(rem, 7);
-    n = unhex("82 80 01", b, sizeof b);
-    assert_rc(mqttc_fixed_header_parse(b, n, &first, &rem), 3);
+    n = tu_unhex("82 80 01", b, sizeof b);
+    assert_code(mqttc_fixed_header_parse(b, n, &first, &rem), 3);
     assert_int_equal(first, 0x82);
     assert_int_equal(rem, 128);
-    n = unhex("3D FF FF FF 7F", b, sizeof b);
-    assert_rc(mqttc_fixed_header_parse(b, n, &first, &rem), 5);
+    n = tu_unhex("3D FF FF FF 7F", b, sizeof b);
+    assert_code(mqttc_fixed_header_parse(b, n, &first, &rem), 5);
     assert_int_equal(first, 0x3D);
     assert_int_equal(rem, 268435455u);
-    n = unhex("D0 00 FF", b, sizeof b); /* trailing bytes belong to the next packet */
-    assert_rc(mqttc_fixed_header_parse(b, n, &first, &rem), 2);
+    n = tu_unhex("D0 00 FF", b, sizeof b); /* trailing bytes belong to the next packet */
+    assert_code(mqttc_fixed_header_parse(b, n, &first, &rem), 2);
     assert_int_equal(first, 0xD0);
     assert_int_equal(rem, 0);
 }
@@ -410,7 +368,7 @@ static void test_fixed_header_parse_incomplete_needs_more(void **state)
     uint32_t rem;
     for (size_t len = 0; len < sizeof full; len++) {
         uint8_t *b = heap_copy(full, len);
-        assert_rc(mqttc_fixed_header_parse(b, len, &first, &rem), 0);
+        assert_code(mqttc_fixed_header_parse(b, len, &first, &rem), 0);
         free(b);
     }
 }
@@ -421,8 +379,8 @@ static void test_fixed_header_parse_fifth_length_byte_is_malformed(void **state)
     uint8_t b[8];
     uint8_t first;
     uint32_t rem;
-    size_t n = unhex("30 FF FF FF FF 7F", b, sizeof b);
-    assert_rc(mqttc_fixed_header_parse(b, n, &first, &rem), MQTTC_ERR_MALFORMED_LENGTH);
+    size_t n = tu_unhex("30 FF FF FF FF 7F", b, sizeof b);
+    assert_code(mqttc_fixed_header_parse(b, n, &first, &rem), MQTTC_ERR_MALFORMED_LENGTH);
 }
 
 static void test_fixed_header_parse_null_args_are_invalid(void **state)
@@ -431,9 +389,9 @@ static void test_fixed_header_parse_null_args_are_invalid(void **state)
     uint8_t b[2] = { 0xD0, 0x00 };
     uint8_t first;
     uint32_t rem;
-    assert_rc(mqttc_fixed_header_parse(NULL, 2, &first, &rem), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_fixed_header_parse(b, 2, NULL, &rem), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_fixed_header_parse(b, 2, &first, NULL), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_fixed_header_parse(NULL, 2, &first, &rem), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_fixed_header_parse(b, 2, NULL, &rem), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_fixed_header_parse(b, 2, &first, NULL), MQTTC_ERR_INVALID_ARG);
 }
 
 /* Required flags from Table 2.2; -1 marks PUBLISH (DUP, QoS, RETAIN). */
@@ -470,24 +428,24 @@ static size_t valid_body(uint8_t first, uint8_t *out, size_t cap)
 {
     switch (first >> 4) {
     case MQTTC_CONNECT:
-        return unhex("00 04 4D 51 54 54 04 02 00 3C 00 01 78", out, cap);
+        return tu_unhex("00 04 4D 51 54 54 04 02 00 3C 00 01 78", out, cap);
     case MQTTC_CONNACK:
-        return unhex("00 00", out, cap);
+        return tu_unhex("00 00", out, cap);
     case MQTTC_PUBLISH:
         /* QoS 0: topic "t", payload 00 01; QoS 1/2: topic "t", packet id 1. */
-        return unhex("00 01 74 00 01", out, cap);
+        return tu_unhex("00 01 74 00 01", out, cap);
     case MQTTC_SUBSCRIBE:
-        return unhex("00 01 00 01 74 00", out, cap);
+        return tu_unhex("00 01 00 01 74 00", out, cap);
     case MQTTC_SUBACK:
-        return unhex("00 01 00", out, cap);
+        return tu_unhex("00 01 00", out, cap);
     case MQTTC_UNSUBSCRIBE:
-        return unhex("00 01 00 01 74", out, cap);
+        return tu_unhex("00 01 00 01 74", out, cap);
     case MQTTC_PUBACK:
     case MQTTC_PUBREC:
     case MQTTC_PUBREL:
     case MQTTC_PUBCOMP:
     case MQTTC_UNSUBACK:
-        return unhex("00 01", out, cap);
+        return tu_unhex("00 01", out, cap);
     default:
         return 0;
     }
@@ -502,7 +460,7 @@ static void test_fixed_header_flags_follow_table_2_2_for_every_byte(void **state
         if (mqttc_fixed_header_check(first) != want) {
             print_error("first byte 0x%02X\n", first);
         }
-        assert_rc(mqttc_fixed_header_check(first), want);
+        assert_code(mqttc_fixed_header_check(first), want);
 
         uint8_t hdr[2] = { first, 0x00 };
         uint8_t f = 0;
@@ -511,7 +469,7 @@ static void test_fixed_header_flags_follow_table_2_2_for_every_byte(void **state
         if (hrc != (want == 0 ? 2 : want)) {
             print_error("first byte 0x%02X\n", first);
         }
-        assert_rc(hrc, want == 0 ? 2 : want);
+        assert_code(hrc, want == 0 ? 2 : want);
 
         uint8_t body[32];
         size_t n = valid_body(first, body, sizeof body);
@@ -520,7 +478,7 @@ static void test_fixed_header_flags_follow_table_2_2_for_every_byte(void **state
         if (drc != want) {
             print_error("first byte 0x%02X\n", first);
         }
-        assert_rc(drc, want);
+        assert_code(drc, want);
     }
 }
 
@@ -535,32 +493,32 @@ static void test_reserved_packet_types_are_rejected(void **state)
     for (unsigned f = 0; f < 16; f++) {
         b[0] = (uint8_t)f; /* type 0 */
         b[1] = 0;
-        assert_rc(mqttc_fixed_header_check(b[0]), MQTTC_ERR_BAD_PACKET_TYPE);
-        assert_rc(mqttc_fixed_header_parse(b, 2, &first, &rem), MQTTC_ERR_BAD_PACKET_TYPE);
-        assert_rc(mqttc_decode(b[0], body, sizeof body, &p), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(mqttc_fixed_header_check(b[0]), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(mqttc_fixed_header_parse(b, 2, &first, &rem), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(mqttc_decode(b[0], body, sizeof body, &p), MQTTC_ERR_BAD_PACKET_TYPE);
         b[0] = (uint8_t)(0xF0 | f); /* type 15 */
-        assert_rc(mqttc_fixed_header_check(b[0]), MQTTC_ERR_BAD_PACKET_TYPE);
-        assert_rc(mqttc_fixed_header_parse(b, 2, &first, &rem), MQTTC_ERR_BAD_PACKET_TYPE);
-        assert_rc(mqttc_decode(b[0], body, sizeof body, &p), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(mqttc_fixed_header_check(b[0]), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(mqttc_fixed_header_parse(b, 2, &first, &rem), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(mqttc_decode(b[0], body, sizeof body, &p), MQTTC_ERR_BAD_PACKET_TYPE);
     }
 }
 
 static void test_publish_qos3_is_bad_qos(void **state)
 {
     (void)state;
-    assert_rc(mqttc_fixed_header_check(0x36), MQTTC_ERR_BAD_QOS);
-    assert_rc(mqttc_fixed_header_check(0x37), MQTTC_ERR_BAD_QOS);
-    assert_rc(mqttc_fixed_header_check(0x3E), MQTTC_ERR_BAD_QOS);
-    assert_rc(decode_hex(0x36, "00 01 74 00 01"), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_fixed_header_check(0x36), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_fixed_header_check(0x37), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_fixed_header_check(0x3E), MQTTC_ERR_BAD_QOS);
+    assert_code(decode_hex(0x36, "00 01 74 00 01"), MQTTC_ERR_BAD_QOS);
 }
 
 static void test_publish_qos0_with_dup_is_bad_flags(void **state)
 {
     (void)state;
-    assert_rc(mqttc_fixed_header_check(0x38), MQTTC_ERR_BAD_FLAGS);
-    assert_rc(mqttc_fixed_header_check(0x39), MQTTC_ERR_BAD_FLAGS);
-    assert_rc(decode_hex(0x38, "00 01 74 41"), MQTTC_ERR_BAD_FLAGS);
-    assert_rc(mqttc_fixed_header_check(0x3A), 0); /* DUP with QoS 1 is fine */
+    assert_code(mqttc_fixed_header_check(0x38), MQTTC_ERR_BAD_FLAGS);
+    assert_code(mqttc_fixed_header_check(0x39), MQTTC_ERR_BAD_FLAGS);
+    assert_code(decode_hex(0x38, "00 01 74 41"), MQTTC_ERR_BAD_FLAGS);
+    assert_code(mqttc_fixed_header_check(0x3A), 0); /* DUP with QoS 1 is fine */
 }
 
 static void test_subscribe_unsubscribe_pubrel_require_flags_0010(void **state)
@@ -570,12 +528,12 @@ static void test_subscribe_unsubscribe_pubrel_require_flags_0010(void **state)
     for (size_t t = 0; t < sizeof types; t++) {
         for (unsigned f = 0; f < 16; f++) {
             uint8_t first = (uint8_t)(types[t] << 4 | f);
-            assert_rc(mqttc_fixed_header_check(first), f == 2 ? 0 : MQTTC_ERR_BAD_FLAGS);
+            assert_code(mqttc_fixed_header_check(first), f == 2 ? 0 : MQTTC_ERR_BAD_FLAGS);
         }
     }
-    assert_rc(decode_hex(0x80, "00 01 00 01 74 00"), MQTTC_ERR_BAD_FLAGS);
-    assert_rc(decode_hex(0xA0, "00 01 00 01 74"), MQTTC_ERR_BAD_FLAGS);
-    assert_rc(decode_hex(0x60, "00 01"), MQTTC_ERR_BAD_FLAGS);
+    assert_code(decode_hex(0x80, "00 01 00 01 74 00"), MQTTC_ERR_BAD_FLAGS);
+    assert_code(decode_hex(0xA0, "00 01 00 01 74"), MQTTC_ERR_BAD_FLAGS);
+    assert_code(decode_hex(0x60, "00 01"), MQTTC_ERR_BAD_FLAGS);
 }
 
 /* ---- CONNECT (MQTT-3.1) --------------------------------------------------- */
@@ -659,7 +617,7 @@ static void test_connect_minimal_encodes_to_golden(void **state)
     (void)state;
     mqttc_connect c = connect_min();
     struct enc_call call = { .kind = ENC_CONNECT, .connect = &c };
-    assert_rc(mqttc_connect_size(&c), (int)sizeof CONNECT_MIN);
+    assert_code(mqttc_connect_size(&c), (int)sizeof CONNECT_MIN);
     check_encoder(&call, CONNECT_MIN, sizeof CONNECT_MIN);
 }
 
@@ -668,7 +626,7 @@ static void test_connect_full_encodes_to_golden(void **state)
     (void)state;
     mqttc_connect c = connect_full();
     struct enc_call call = { .kind = ENC_CONNECT, .connect = &c };
-    assert_rc(mqttc_connect_size(&c), (int)sizeof CONNECT_FULL);
+    assert_code(mqttc_connect_size(&c), (int)sizeof CONNECT_FULL);
     check_encoder(&call, CONNECT_FULL, sizeof CONNECT_FULL);
 }
 
@@ -677,7 +635,7 @@ static void test_connect_will_qos2_username_only_encodes_to_golden(void **state)
     (void)state;
     mqttc_connect c = connect_will_qos2();
     struct enc_call call = { .kind = ENC_CONNECT, .connect = &c };
-    assert_rc(mqttc_connect_size(&c), (int)sizeof CONNECT_WILL_QOS2);
+    assert_code(mqttc_connect_size(&c), (int)sizeof CONNECT_WILL_QOS2);
     check_encoder(&call, CONNECT_WILL_QOS2, sizeof CONNECT_WILL_QOS2);
 }
 
@@ -685,7 +643,7 @@ static void test_connect_minimal_golden_decodes_every_field(void **state)
 {
     (void)state;
     mqttc_packet p;
-    assert_rc(decode_packet(CONNECT_MIN, sizeof CONNECT_MIN, &p), 0);
+    assert_code(decode_packet(CONNECT_MIN, sizeof CONNECT_MIN, &p), 0);
     assert_int_equal(p.type, MQTTC_CONNECT);
     assert_int_equal(p.flags, 0);
     assert_int_equal(p.remaining_length, 15);
@@ -705,7 +663,7 @@ static void test_connect_full_golden_decodes_every_field(void **state)
 {
     (void)state;
     mqttc_packet p;
-    assert_rc(decode_packet(CONNECT_FULL, sizeof CONNECT_FULL, &p), 0);
+    assert_code(decode_packet(CONNECT_FULL, sizeof CONNECT_FULL, &p), 0);
     assert_int_equal(p.type, MQTTC_CONNECT);
     assert_int_equal(p.remaining_length, 35);
     const mqttc_connect *c = &p.u.connect;
@@ -724,7 +682,7 @@ static void test_connect_will_qos2_golden_decodes_every_field(void **state)
 {
     (void)state;
     mqttc_packet p;
-    assert_rc(decode_packet(CONNECT_WILL_QOS2, sizeof CONNECT_WILL_QOS2, &p), 0);
+    assert_code(decode_packet(CONNECT_WILL_QOS2, sizeof CONNECT_WILL_QOS2, &p), 0);
     const mqttc_connect *c = &p.u.connect;
     assert_str(c->client_id, "x");
     assert_str(c->will_topic, "t");
@@ -754,8 +712,8 @@ static void round_trip_connect(const mqttc_connect *c)
     mqttc_packet p;
     int n = mqttc_encode_connect(buf, sizeof buf, c);
     assert_true(n > 0);
-    assert_rc(mqttc_connect_size(c), n);
-    assert_rc(decode_packet(buf, (size_t)n, &p), 0);
+    assert_code(mqttc_connect_size(c), n);
+    assert_code(decode_packet(buf, (size_t)n, &p), 0);
     const mqttc_connect *d = &p.u.connect;
     assert_int_equal(d->client_id.len, c->client_id.len);
     assert_memory_equal(d->client_id.data, c->client_id.data, c->client_id.len);
@@ -817,15 +775,15 @@ static void test_connect_empty_client_id_requires_clean_session(void **state)
     struct enc_call call = { .kind = ENC_CONNECT, .connect = &c };
     check_encoder(&call, golden, sizeof golden);
     mqttc_packet p;
-    assert_rc(decode_packet(golden, sizeof golden, &p), 0);
+    assert_code(decode_packet(golden, sizeof golden, &p), 0);
     assert_int_equal(p.u.connect.client_id.len, 0);
     assert_true(p.u.connect.clean_session);
 
     c.clean_session = false;
     uint8_t buf[64];
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_CLIENT_ID);
-    assert_rc(mqttc_connect_size(&c), MQTTC_ERR_BAD_CLIENT_ID);
-    assert_rc(decode_hex(0x10, "00 04 4D 51 54 54 04 00 00 00 00 00"), MQTTC_ERR_BAD_CLIENT_ID);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_CLIENT_ID);
+    assert_code(mqttc_connect_size(&c), MQTTC_ERR_BAD_CLIENT_ID);
+    assert_code(decode_hex(0x10, "00 04 4D 51 54 54 04 00 00 00 00 00"), MQTTC_ERR_BAD_CLIENT_ID);
 }
 
 static void test_connect_encoder_rejects_bad_arguments(void **state)
@@ -833,34 +791,34 @@ static void test_connect_encoder_rejects_bad_arguments(void **state)
     (void)state;
     uint8_t buf[256];
     mqttc_connect c = connect_min();
-    assert_rc(mqttc_encode_connect(NULL, sizeof buf, &c), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, NULL), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_connect_size(NULL), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_connect(NULL, sizeof buf, &c), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, NULL), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_connect_size(NULL), MQTTC_ERR_INVALID_ARG);
 
     c = connect_full();
     c.will_qos = 3; /* MQTT-3.1.2-14 */
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_QOS);
-    assert_rc(mqttc_connect_size(&c), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_connect_size(&c), MQTTC_ERR_BAD_QOS);
 
     c = connect_min();
     c.will_qos = 1; /* MQTT-3.1.2-13: will QoS without a will */
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_WILL);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_WILL);
     c = connect_min();
     c.will_retain = true; /* MQTT-3.1.2-15 */
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_WILL);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_WILL);
     c = connect_min();
     c.will_payload = (mqttc_str){ "bye", 3 }; /* will message without a will topic */
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_WILL);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_WILL);
 
     c = connect_min();
     c.client_id = (mqttc_str){ "\xc0\x80", 2 }; /* overlong NUL: MQTT-1.5.3-1 */
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_UTF8);
     c = connect_min();
     c.username = (mqttc_str){ "a\0b", 3 }; /* U+0000: MQTT-1.5.3-2 */
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_UTF8);
     c = connect_full();
     c.will_topic = (mqttc_str){ "w/+", 3 }; /* the will topic is a topic name */
-    assert_rc(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_TOPIC);
+    assert_code(mqttc_encode_connect(buf, sizeof buf, &c), MQTTC_ERR_BAD_TOPIC);
 
     /* MQTT-3.1.2-22: a password needs a user name. The header names no code. */
     c = connect_min();
@@ -897,13 +855,13 @@ static void test_connack_decodes_every_field(void **state)
     (void)state;
     static const uint8_t golden[] = { 0x20, 0x02, 0x01, 0x00 };
     mqttc_packet p;
-    assert_rc(decode_packet(golden, sizeof golden, &p), 0);
+    assert_code(decode_packet(golden, sizeof golden, &p), 0);
     assert_int_equal(p.type, MQTTC_CONNACK);
     assert_true(p.u.connack.session_present);
     assert_int_equal(p.u.connack.return_code, 0);
     for (uint8_t code = 0; code <= 5; code++) {
         uint8_t pkt[4] = { 0x20, 0x02, 0x00, code };
-        assert_rc(decode_packet(pkt, sizeof pkt, &p), 0);
+        assert_code(decode_packet(pkt, sizeof pkt, &p), 0);
         assert_false(p.u.connack.session_present);
         assert_int_equal(p.u.connack.return_code, code);
     }
@@ -916,8 +874,8 @@ static void test_connack_round_trips(void **state)
     mqttc_packet p;
     for (uint8_t code = 0; code <= 5; code++) {
         for (int sp = 0; sp <= (code == 0 ? 1 : 0); sp++) {
-            assert_rc(mqttc_encode_connack(buf, sizeof buf, sp != 0, code), 4);
-            assert_rc(decode_packet(buf, 4, &p), 0);
+            assert_code(mqttc_encode_connack(buf, sizeof buf, sp != 0, code), 4);
+            assert_code(decode_packet(buf, 4, &p), 0);
             assert_int_equal(p.u.connack.session_present, sp != 0);
             assert_int_equal(p.u.connack.return_code, code);
         }
@@ -928,10 +886,10 @@ static void test_connack_encoder_rejects_bad_arguments(void **state)
 {
     (void)state;
     uint8_t buf[8];
-    assert_rc(mqttc_encode_connack(NULL, sizeof buf, false, 0), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_connack(buf, sizeof buf, false, 6), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_connack(NULL, sizeof buf, false, 0), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_connack(buf, sizeof buf, false, 6), MQTTC_ERR_INVALID_ARG);
     /* MQTT-3.2.2-4: session present must be 0 with a refusal. */
-    assert_rc(mqttc_encode_connack(buf, sizeof buf, true, 1), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_connack(buf, sizeof buf, true, 1), MQTTC_ERR_INVALID_ARG);
 }
 
 /* ---- PUBLISH (MQTT-3.3) --------------------------------------------------- */
@@ -1018,7 +976,7 @@ static void test_publish_goldens_decode_every_field(void **state)
 {
     (void)state;
     mqttc_packet p;
-    assert_rc(decode_packet(PUBLISH_QOS0, sizeof PUBLISH_QOS0, &p), 0);
+    assert_code(decode_packet(PUBLISH_QOS0, sizeof PUBLISH_QOS0, &p), 0);
     assert_int_equal(p.type, MQTTC_PUBLISH);
     assert_int_equal(p.remaining_length, 7);
     check_publish(&p.u.publish, "a/b", "hi", 2, 0, 0, false, false);
@@ -1026,12 +984,12 @@ static void test_publish_goldens_decode_every_field(void **state)
     assert_ptr_equal(p.u.publish.topic.data, (const char *)PUBLISH_QOS0 + 4);
     assert_ptr_equal(p.u.publish.payload, PUBLISH_QOS0 + 7);
 
-    assert_rc(decode_packet(PUBLISH_QOS1_RETAIN, sizeof PUBLISH_QOS1_RETAIN, &p), 0);
+    assert_code(decode_packet(PUBLISH_QOS1_RETAIN, sizeof PUBLISH_QOS1_RETAIN, &p), 0);
     assert_int_equal(p.flags, 0x3);
     check_publish(&p.u.publish, "a/b", "xyz", 3, 1, 0x1234, true, false);
     assert_ptr_equal(p.u.publish.payload, PUBLISH_QOS1_RETAIN + 9);
 
-    assert_rc(decode_packet(PUBLISH_QOS2_DUP, sizeof PUBLISH_QOS2_DUP, &p), 0);
+    assert_code(decode_packet(PUBLISH_QOS2_DUP, sizeof PUBLISH_QOS2_DUP, &p), 0);
     assert_int_equal(p.flags, 0xC);
     check_publish(&p.u.publish, "t", "", 0, 2, 1, false, true);
 }
@@ -1043,9 +1001,9 @@ static void test_publish_header_only_encoding_stops_before_payload(void **state)
     struct enc_call call = { .kind = ENC_PUBLISH_HEADER, .publish = &p };
     /* The first 9 bytes of PUBLISH_QOS1_RETAIN: everything up to the payload. */
     check_encoder(&call, PUBLISH_QOS1_RETAIN, 9);
-    assert_rc(mqttc_publish_header_size(3, 1, 3), 9);
-    assert_rc(mqttc_publish_header_size(3, 0, 2), 7);
-    assert_rc(mqttc_publish_header_size(1, 2, 0), 7);
+    assert_code(mqttc_publish_header_size(3, 1, 3), 9);
+    assert_code(mqttc_publish_header_size(3, 0, 2), 7);
+    assert_code(mqttc_publish_header_size(1, 2, 0), 7);
 }
 
 static uint8_t big_payload[16384];
@@ -1076,7 +1034,7 @@ static void test_publish_remaining_length_boundaries(void **state)
         size_t payload_len = PUBLISH_LENGTHS[i].remaining - 3u;
         size_t hlen = PUBLISH_LENGTHS[i].header_len;
         mqttc_publish p = make_publish("t", big_payload, payload_len, 0, 0, false, false);
-        assert_rc(mqttc_publish_header_size(1, 0, payload_len), (int)hlen);
+        assert_code(mqttc_publish_header_size(1, 0, payload_len), (int)hlen);
         struct enc_call call = { .kind = ENC_PUBLISH_HEADER, .publish = &p };
         check_encoder(&call, PUBLISH_LENGTHS[i].header, hlen);
         if (!PUBLISH_LENGTHS[i].whole) {
@@ -1087,7 +1045,7 @@ static void test_publish_remaining_length_boundaries(void **state)
         call.kind = ENC_PUBLISH;
         check_encoder(&call, big_packet, hlen + payload_len);
         mqttc_packet d;
-        assert_rc(decode_packet(big_packet, hlen + payload_len, &d), 0);
+        assert_code(decode_packet(big_packet, hlen + payload_len, &d), 0);
         assert_int_equal(d.remaining_length, PUBLISH_LENGTHS[i].remaining);
         check_publish(&d.u.publish, "t", big_payload, payload_len, 0, 0, false, false);
     }
@@ -1099,17 +1057,17 @@ static void test_publish_over_protocol_maximum_is_too_large(void **state)
     uint8_t buf[64];
     /* 2 + 1 + 268435453 = 268435456: one over the maximum Remaining Length. */
     mqttc_publish p = make_publish("t", big_payload, 268435453u, 0, 0, false, false);
-    assert_rc(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_TOO_LARGE);
-    assert_rc(mqttc_publish_header_size(1, 0, 268435453u), MQTTC_ERR_TOO_LARGE);
-    assert_rc(mqttc_publish_header_size(1, 1, 268435451u), MQTTC_ERR_TOO_LARGE);
-    assert_rc(mqttc_publish_header_size(1, 1, 268435450u), 10);
+    assert_code(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_TOO_LARGE);
+    assert_code(mqttc_publish_header_size(1, 0, 268435453u), MQTTC_ERR_TOO_LARGE);
+    assert_code(mqttc_publish_header_size(1, 1, 268435451u), MQTTC_ERR_TOO_LARGE);
+    assert_code(mqttc_publish_header_size(1, 1, 268435450u), 10);
 #if SIZE_MAX > UINT32_MAX
     /* A payload length that would wrap a 32-bit computation. */
     size_t wrap = (size_t)UINT32_MAX + 2u;
     p.payload_len = wrap;
     p.total_len = wrap;
-    assert_rc(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_TOO_LARGE);
-    assert_rc(mqttc_publish_header_size(1, 0, wrap), MQTTC_ERR_TOO_LARGE);
+    assert_code(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_TOO_LARGE);
+    assert_code(mqttc_publish_header_size(1, 0, wrap), MQTTC_ERR_TOO_LARGE);
 #endif
 }
 
@@ -1134,9 +1092,9 @@ static void test_publish_round_trips(void **state)
         int n = mqttc_encode_publish(buf, sizeof buf, &p);
         assert_true(n > 0);
         int hn = mqttc_publish_header_size(p.topic.len, p.qos, p.payload_len);
-        assert_rc(n, hn + (int)sizeof bin);
+        assert_code(n, hn + (int)sizeof bin);
         mqttc_packet d;
-        assert_rc(decode_packet(buf, (size_t)n, &d), 0);
+        assert_code(decode_packet(buf, (size_t)n, &d), 0);
         check_publish(&d.u.publish, cases[i].topic, bin, sizeof bin, cases[i].qos, cases[i].id,
                       cases[i].retain, cases[i].dup);
     }
@@ -1147,24 +1105,24 @@ static void test_publish_encoder_rejects_bad_arguments(void **state)
     (void)state;
     uint8_t buf[64];
     mqttc_publish p = make_publish("a/b", "hi", 2, 1, 7, false, false);
-    assert_rc(mqttc_encode_publish(NULL, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_publish(buf, sizeof buf, NULL), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_publish_header(NULL, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_publish_header(buf, sizeof buf, NULL), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_publish(NULL, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_publish(buf, sizeof buf, NULL), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_publish_header(NULL, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_publish_header(buf, sizeof buf, NULL), MQTTC_ERR_INVALID_ARG);
 
     p.qos = 3; /* MQTT-3.3.1-4 */
-    assert_rc(mqttc_encode_publish(buf, sizeof buf, &p), MQTTC_ERR_BAD_QOS);
-    assert_rc(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_encode_publish(buf, sizeof buf, &p), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_BAD_QOS);
     assert_true(mqttc_publish_header_size(3, 3, 2) < 0);
 
     for (uint8_t qos = 1; qos <= 2; qos++) { /* MQTT-2.3.1-1: non-zero packet id */
         p = make_publish("a/b", "hi", 2, qos, 0, false, false);
-        assert_rc(mqttc_encode_publish(buf, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
-        assert_rc(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
+        assert_code(mqttc_encode_publish(buf, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
+        assert_code(mqttc_encode_publish_header(buf, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
     }
 
     p = make_publish("a/b", NULL, 5, 0, 0, false, false); /* payload missing */
-    assert_rc(mqttc_encode_publish(buf, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_publish(buf, sizeof buf, &p), MQTTC_ERR_INVALID_ARG);
 
     p = make_publish("a/b", "hi", 2, 0, 0, false, true); /* MQTT-3.3.1-2: DUP with QoS 0 */
     int rc = mqttc_encode_publish(buf, sizeof buf, &p);
@@ -1199,7 +1157,7 @@ static void test_acks_decode_every_field(void **state)
     (void)state;
     mqttc_packet p;
     for (size_t i = 0; i < N_ACKS; i++) {
-        assert_rc(decode_packet(ACKS[i].bytes, 4, &p), 0);
+        assert_code(decode_packet(ACKS[i].bytes, 4, &p), 0);
         assert_int_equal(p.type, ACKS[i].type);
         assert_int_equal(p.remaining_length, 2);
         assert_int_equal(p.u.packet_id, 0x1234);
@@ -1214,8 +1172,8 @@ static void test_acks_round_trip(void **state)
     mqttc_packet p;
     for (size_t i = 0; i < N_ACKS; i++) {
         for (size_t j = 0; j < sizeof ids / sizeof ids[0]; j++) {
-            assert_rc(mqttc_encode_ack(buf, sizeof buf, ACKS[i].type, ids[j]), 4);
-            assert_rc(decode_packet(buf, 4, &p), 0);
+            assert_code(mqttc_encode_ack(buf, sizeof buf, ACKS[i].type, ids[j]), 4);
+            assert_code(decode_packet(buf, 4, &p), 0);
             assert_int_equal(p.type, ACKS[i].type);
             assert_int_equal(p.u.packet_id, ids[j]);
         }
@@ -1226,18 +1184,18 @@ static void test_ack_encoder_rejects_bad_arguments(void **state)
 {
     (void)state;
     uint8_t buf[8];
-    assert_rc(mqttc_encode_ack(NULL, sizeof buf, MQTTC_PUBACK, 1), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_ack(NULL, sizeof buf, MQTTC_PUBACK, 1), MQTTC_ERR_INVALID_ARG);
     for (size_t i = 0; i < N_ACKS; i++) { /* MQTT-2.3.1-1 */
-        assert_rc(mqttc_encode_ack(buf, sizeof buf, ACKS[i].type, 0), MQTTC_ERR_INVALID_ARG);
+        assert_code(mqttc_encode_ack(buf, sizeof buf, ACKS[i].type, 0), MQTTC_ERR_INVALID_ARG);
     }
     const mqttc_packet_type others[] = { MQTTC_CONNECT,  MQTTC_CONNACK,   MQTTC_PUBLISH,
                                          MQTTC_SUBSCRIBE, MQTTC_SUBACK,   MQTTC_UNSUBSCRIBE,
                                          MQTTC_PINGREQ,  MQTTC_PINGRESP, MQTTC_DISCONNECT };
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
-        assert_rc(mqttc_encode_ack(buf, sizeof buf, others[i], 1), MQTTC_ERR_INVALID_ARG);
+        assert_code(mqttc_encode_ack(buf, sizeof buf, others[i], 1), MQTTC_ERR_INVALID_ARG);
     }
-    assert_rc(mqttc_encode_ack(buf, sizeof buf, (mqttc_packet_type)0, 1), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_ack(buf, sizeof buf, (mqttc_packet_type)15, 1), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_ack(buf, sizeof buf, (mqttc_packet_type)0, 1), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_ack(buf, sizeof buf, (mqttc_packet_type)15, 1), MQTTC_ERR_INVALID_ARG);
 }
 
 /* ---- PINGREQ, PINGRESP, DISCONNECT --------------------------------------- */
@@ -1266,11 +1224,11 @@ static void test_empty_packets_decode_and_round_trip(void **state)
     mqttc_packet p;
     uint8_t buf[4];
     for (size_t i = 0; i < 3; i++) {
-        assert_rc(decode_packet(EMPTIES[i].bytes, 2, &p), 0);
+        assert_code(decode_packet(EMPTIES[i].bytes, 2, &p), 0);
         assert_int_equal(p.type, EMPTIES[i].type);
         assert_int_equal(p.remaining_length, 0);
-        assert_rc(mqttc_encode_empty(buf, sizeof buf, EMPTIES[i].type), 2);
-        assert_rc(decode_packet(buf, 2, &p), 0);
+        assert_code(mqttc_encode_empty(buf, sizeof buf, EMPTIES[i].type), 2);
+        assert_code(decode_packet(buf, 2, &p), 0);
         assert_int_equal(p.type, EMPTIES[i].type);
     }
 }
@@ -1279,12 +1237,12 @@ static void test_empty_encoder_rejects_other_types(void **state)
 {
     (void)state;
     uint8_t buf[4];
-    assert_rc(mqttc_encode_empty(NULL, sizeof buf, MQTTC_PINGREQ), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_empty(NULL, sizeof buf, MQTTC_PINGREQ), MQTTC_ERR_INVALID_ARG);
     for (int t = 0; t < 16; t++) {
         if (t == MQTTC_PINGREQ || t == MQTTC_PINGRESP || t == MQTTC_DISCONNECT) {
             continue;
         }
-        assert_rc(mqttc_encode_empty(buf, sizeof buf, (mqttc_packet_type)t),
+        assert_code(mqttc_encode_empty(buf, sizeof buf, (mqttc_packet_type)t),
                   MQTTC_ERR_INVALID_ARG);
     }
 }
@@ -1311,7 +1269,7 @@ static void test_subscribe_encodes_to_golden(void **state)
     struct enc_call call = {
         .kind = ENC_SUBSCRIBE, .packet_id = 10, .subs = SUBSCRIBE_SUBS, .n = 2
     };
-    assert_rc(mqttc_subscribe_size(SUBSCRIBE_SUBS, 2), (int)sizeof SUBSCRIBE_GOLDEN);
+    assert_code(mqttc_subscribe_size(SUBSCRIBE_SUBS, 2), (int)sizeof SUBSCRIBE_GOLDEN);
     check_encoder(&call, SUBSCRIBE_GOLDEN, sizeof SUBSCRIBE_GOLDEN);
 }
 
@@ -1319,7 +1277,7 @@ static void test_subscribe_golden_decodes_and_iterates_entries(void **state)
 {
     (void)state;
     mqttc_packet p;
-    assert_rc(decode_packet(SUBSCRIBE_GOLDEN, sizeof SUBSCRIBE_GOLDEN, &p), 0);
+    assert_code(decode_packet(SUBSCRIBE_GOLDEN, sizeof SUBSCRIBE_GOLDEN, &p), 0);
     assert_int_equal(p.type, MQTTC_SUBSCRIBE);
     assert_int_equal(p.flags, 2);
     assert_int_equal(p.u.subscribe.packet_id, 10);
@@ -1357,9 +1315,9 @@ static void test_subscribe_round_trips(void **state)
     uint8_t buf[128];
     int len = mqttc_encode_subscribe(buf, sizeof buf, 0xFFFF, subs, n);
     assert_true(len > 0);
-    assert_rc(mqttc_subscribe_size(subs, n), len);
+    assert_code(mqttc_subscribe_size(subs, n), len);
     mqttc_packet p;
-    assert_rc(decode_packet(buf, (size_t)len, &p), 0);
+    assert_code(decode_packet(buf, (size_t)len, &p), 0);
     assert_int_equal(p.u.subscribe.packet_id, 0xFFFF);
     assert_int_equal(p.u.subscribe.count, n);
     size_t pos = 0;
@@ -1380,27 +1338,27 @@ static void test_subscribe_encoder_rejects_bad_arguments(void **state)
 {
     (void)state;
     uint8_t buf[128];
-    assert_rc(mqttc_encode_subscribe(NULL, sizeof buf, 1, SUBSCRIBE_SUBS, 2),
+    assert_code(mqttc_encode_subscribe(NULL, sizeof buf, 1, SUBSCRIBE_SUBS, 2),
               MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_subscribe(buf, sizeof buf, 1, NULL, 2), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_subscribe(buf, sizeof buf, 1, SUBSCRIBE_SUBS, 0),
+    assert_code(mqttc_encode_subscribe(buf, sizeof buf, 1, NULL, 2), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_subscribe(buf, sizeof buf, 1, SUBSCRIBE_SUBS, 0),
               MQTTC_ERR_INVALID_ARG); /* MQTT-3.8.3-3: at least one entry */
     assert_true(mqttc_subscribe_size(SUBSCRIBE_SUBS, 0) < 0);
-    assert_rc(mqttc_encode_subscribe(buf, sizeof buf, 0, SUBSCRIBE_SUBS, 2),
+    assert_code(mqttc_encode_subscribe(buf, sizeof buf, 0, SUBSCRIBE_SUBS, 2),
               MQTTC_ERR_INVALID_ARG); /* MQTT-2.3.1-1 */
 
     const char *bad[] = { "", "a#", "a/#/b", "a+", "#/a", "++" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         mqttc_subscription subs[2] = { SUBSCRIBE_SUBS[0],
                                        { { bad[i], (uint16_t)strlen(bad[i]) }, 0 } };
-        assert_rc(mqttc_encode_subscribe(buf, sizeof buf, 1, subs, 2), MQTTC_ERR_BAD_FILTER);
-        assert_rc(mqttc_subscribe_size(subs, 2), MQTTC_ERR_BAD_FILTER);
+        assert_code(mqttc_encode_subscribe(buf, sizeof buf, 1, subs, 2), MQTTC_ERR_BAD_FILTER);
+        assert_code(mqttc_subscribe_size(subs, 2), MQTTC_ERR_BAD_FILTER);
     }
     mqttc_subscription q3[1] = { { { "a", 1 }, 3 } };
-    assert_rc(mqttc_encode_subscribe(buf, sizeof buf, 1, q3, 1), MQTTC_ERR_BAD_QOS);
-    assert_rc(mqttc_subscribe_size(q3, 1), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_encode_subscribe(buf, sizeof buf, 1, q3, 1), MQTTC_ERR_BAD_QOS);
+    assert_code(mqttc_subscribe_size(q3, 1), MQTTC_ERR_BAD_QOS);
     mqttc_subscription utf[1] = { { { "a\xff", 2 }, 0 } };
-    assert_rc(mqttc_encode_subscribe(buf, sizeof buf, 1, utf, 1), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_encode_subscribe(buf, sizeof buf, 1, utf, 1), MQTTC_ERR_BAD_UTF8);
 }
 
 /* ---- SUBACK (MQTT-3.9) ---------------------------------------------------- */
@@ -1424,7 +1382,7 @@ static void test_suback_decodes_every_field(void **state)
     (void)state;
     static const uint8_t codes[] = { 0, 1, 2, 0x80 };
     mqttc_packet p;
-    assert_rc(decode_packet(SUBACK_GOLDEN, sizeof SUBACK_GOLDEN, &p), 0);
+    assert_code(decode_packet(SUBACK_GOLDEN, sizeof SUBACK_GOLDEN, &p), 0);
     assert_int_equal(p.type, MQTTC_SUBACK);
     assert_int_equal(p.u.suback.packet_id, 10);
     assert_int_equal(p.u.suback.count, 4);
@@ -1442,12 +1400,12 @@ static void test_suback_round_trips(void **state)
     uint8_t buf[256];
     /* 200 codes: Remaining Length 202 takes two bytes */
     int n = mqttc_encode_suback(buf, sizeof buf, 0xABCD, codes, sizeof codes);
-    assert_rc(n, 1 + 2 + 2 + (int)sizeof codes);
+    assert_code(n, 1 + 2 + 2 + (int)sizeof codes);
     assert_int_equal(buf[0], 0x90);
     assert_int_equal(buf[1], 0xCA); /* 202 = 0x4A | 0x80 */
     assert_int_equal(buf[2], 0x01);
     mqttc_packet p;
-    assert_rc(decode_packet(buf, (size_t)n, &p), 0);
+    assert_code(decode_packet(buf, (size_t)n, &p), 0);
     assert_int_equal(p.u.suback.packet_id, 0xABCD);
     assert_int_equal(p.u.suback.count, sizeof codes);
     assert_memory_equal(p.u.suback.codes, codes, sizeof codes);
@@ -1460,10 +1418,10 @@ static void test_suback_encoder_rejects_bad_arguments(void **state)
     const uint8_t ok[] = { 0 };
     const uint8_t bad3[] = { 0, 3 };
     const uint8_t bad81[] = { 0x81 };
-    assert_rc(mqttc_encode_suback(NULL, sizeof buf, 1, ok, 1), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_suback(buf, sizeof buf, 1, NULL, 1), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_suback(buf, sizeof buf, 1, ok, 0), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_suback(buf, sizeof buf, 0, ok, 1), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_suback(NULL, sizeof buf, 1, ok, 1), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_suback(buf, sizeof buf, 1, NULL, 1), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_suback(buf, sizeof buf, 1, ok, 0), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_suback(buf, sizeof buf, 0, ok, 1), MQTTC_ERR_INVALID_ARG);
     int rc = mqttc_encode_suback(buf, sizeof buf, 1, bad3, 2); /* MQTT-3.9.3-2 */
     assert_true(rc == MQTTC_ERR_INVALID_ARG || rc == MQTTC_ERR_BAD_QOS);
     rc = mqttc_encode_suback(buf, sizeof buf, 1, bad81, 1);
@@ -1487,7 +1445,7 @@ static void test_unsubscribe_encodes_to_golden(void **state)
     struct enc_call call = {
         .kind = ENC_UNSUBSCRIBE, .packet_id = 0x0102, .filters = UNSUBSCRIBE_FILTERS, .n = 2
     };
-    assert_rc(mqttc_unsubscribe_size(UNSUBSCRIBE_FILTERS, 2), (int)sizeof UNSUBSCRIBE_GOLDEN);
+    assert_code(mqttc_unsubscribe_size(UNSUBSCRIBE_FILTERS, 2), (int)sizeof UNSUBSCRIBE_GOLDEN);
     check_encoder(&call, UNSUBSCRIBE_GOLDEN, sizeof UNSUBSCRIBE_GOLDEN);
 }
 
@@ -1495,7 +1453,7 @@ static void test_unsubscribe_golden_decodes_and_iterates_entries(void **state)
 {
     (void)state;
     mqttc_packet p;
-    assert_rc(decode_packet(UNSUBSCRIBE_GOLDEN, sizeof UNSUBSCRIBE_GOLDEN, &p), 0);
+    assert_code(decode_packet(UNSUBSCRIBE_GOLDEN, sizeof UNSUBSCRIBE_GOLDEN, &p), 0);
     assert_int_equal(p.type, MQTTC_UNSUBSCRIBE);
     assert_int_equal(p.flags, 2);
     assert_int_equal(p.u.unsubscribe.packet_id, 0x0102);
@@ -1518,9 +1476,9 @@ static void test_unsubscribe_round_trips(void **state)
     uint8_t buf[64];
     int len = mqttc_encode_unsubscribe(buf, sizeof buf, 77, filters, n);
     assert_true(len > 0);
-    assert_rc(mqttc_unsubscribe_size(filters, n), len);
+    assert_code(mqttc_unsubscribe_size(filters, n), len);
     mqttc_packet p;
-    assert_rc(decode_packet(buf, (size_t)len, &p), 0);
+    assert_code(decode_packet(buf, (size_t)len, &p), 0);
     assert_int_equal(p.u.unsubscribe.packet_id, 77);
     assert_int_equal(p.u.unsubscribe.count, n);
     size_t pos = 0;
@@ -1539,20 +1497,20 @@ static void test_unsubscribe_encoder_rejects_bad_arguments(void **state)
 {
     (void)state;
     uint8_t buf[64];
-    assert_rc(mqttc_encode_unsubscribe(NULL, sizeof buf, 1, UNSUBSCRIBE_FILTERS, 2),
+    assert_code(mqttc_encode_unsubscribe(NULL, sizeof buf, 1, UNSUBSCRIBE_FILTERS, 2),
               MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_unsubscribe(buf, sizeof buf, 1, NULL, 2), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_encode_unsubscribe(buf, sizeof buf, 1, UNSUBSCRIBE_FILTERS, 0),
+    assert_code(mqttc_encode_unsubscribe(buf, sizeof buf, 1, NULL, 2), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_encode_unsubscribe(buf, sizeof buf, 1, UNSUBSCRIBE_FILTERS, 0),
               MQTTC_ERR_INVALID_ARG); /* MQTT-3.10.3-2 */
     assert_true(mqttc_unsubscribe_size(UNSUBSCRIBE_FILTERS, 0) < 0);
-    assert_rc(mqttc_encode_unsubscribe(buf, sizeof buf, 0, UNSUBSCRIBE_FILTERS, 2),
+    assert_code(mqttc_encode_unsubscribe(buf, sizeof buf, 0, UNSUBSCRIBE_FILTERS, 2),
               MQTTC_ERR_INVALID_ARG);
     const char *bad[] = { "", "a#", "a/#/b", "a/b+", "#/a", "++" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         mqttc_str filters[2] = { { "ok", 2 }, { bad[i], (uint16_t)strlen(bad[i]) } };
-        assert_rc(mqttc_encode_unsubscribe(buf, sizeof buf, 1, filters, 2),
+        assert_code(mqttc_encode_unsubscribe(buf, sizeof buf, 1, filters, 2),
                   MQTTC_ERR_BAD_FILTER);
-        assert_rc(mqttc_unsubscribe_size(filters, 2), MQTTC_ERR_BAD_FILTER);
+        assert_code(mqttc_unsubscribe_size(filters, 2), MQTTC_ERR_BAD_FILTER);
     }
 }
 
@@ -1717,8 +1675,8 @@ static void test_decode_null_args_are_invalid(void **state)
     (void)state;
     uint8_t body[2] = { 0x00, 0x01 };
     mqttc_packet p;
-    assert_rc(mqttc_decode(0x40, body, 2, NULL), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_decode(0x40, NULL, 2, &p), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_decode(0x40, body, 2, NULL), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_decode(0x40, NULL, 2, &p), MQTTC_ERR_INVALID_ARG);
 }
 
 /* ---- mqttc_decode_publish_header ----------------------------------------- */
@@ -1734,9 +1692,9 @@ static void test_decode_publish_header_partial_bodies_need_more(void **state)
         memset(&pub, 0, sizeof pub);
         int rc = mqttc_decode_publish_header(0x33, b, len, 10, &pub);
         if (len < 7) {
-            assert_rc(rc, 0);
+            assert_code(rc, 0);
         } else {
-            assert_rc(rc, 7);
+            assert_code(rc, 7);
             assert_int_equal(pub.topic.len, 3);
             assert_memory_equal(pub.topic.data, "a/b", 3);
             assert_ptr_equal(pub.topic.data, (const char *)b + 2);
@@ -1749,9 +1707,9 @@ static void test_decode_publish_header_partial_bodies_need_more(void **state)
         memset(&pub, 0, sizeof pub);
         int rc = mqttc_decode_publish_header(0x30, b, len, 7, &pub);
         if (len < 5) {
-            assert_rc(rc, 0);
+            assert_code(rc, 0);
         } else {
-            assert_rc(rc, 5);
+            assert_code(rc, 5);
             assert_int_equal(pub.topic.len, 3);
             assert_memory_equal(pub.topic.data, "a/b", 3);
             assert_int_equal(pub.packet_id, 0);
@@ -1763,7 +1721,7 @@ static void test_decode_publish_header_partial_bodies_need_more(void **state)
 static int publish_header_hex(uint8_t first, const char *hex, uint32_t remaining)
 {
     uint8_t tmp[64];
-    size_t n = unhex(hex, tmp, sizeof tmp);
+    size_t n = tu_unhex(hex, tmp, sizeof tmp);
     uint8_t *b = heap_copy(tmp, n);
     mqttc_publish pub;
     int rc = mqttc_decode_publish_header(first, b, n, remaining, &pub);
@@ -1774,18 +1732,18 @@ static int publish_header_hex(uint8_t first, const char *hex, uint32_t remaining
 static void test_decode_publish_header_rejects_bad_headers(void **state)
 {
     (void)state;
-    assert_rc(publish_header_hex(0x36, "00 01 74 00 01", 5), MQTTC_ERR_BAD_QOS);
-    assert_rc(publish_header_hex(0x30, "00 03 61 2F 2B", 5), MQTTC_ERR_BAD_TOPIC);
-    assert_rc(publish_header_hex(0x30, "00 00", 2), MQTTC_ERR_BAD_TOPIC);
-    assert_rc(publish_header_hex(0x30, "00 02 C0 80", 4), MQTTC_ERR_BAD_UTF8);
+    assert_code(publish_header_hex(0x36, "00 01 74 00 01", 5), MQTTC_ERR_BAD_QOS);
+    assert_code(publish_header_hex(0x30, "00 03 61 2F 2B", 5), MQTTC_ERR_BAD_TOPIC);
+    assert_code(publish_header_hex(0x30, "00 00", 2), MQTTC_ERR_BAD_TOPIC);
+    assert_code(publish_header_hex(0x30, "00 02 C0 80", 4), MQTTC_ERR_BAD_UTF8);
     /* The topic claims more bytes than the packet has. */
-    assert_rc(publish_header_hex(0x30, "00 09 61 62 63", 5), MQTTC_ERR_MALFORMED);
-    assert_rc(publish_header_hex(0x30, "00", 1), MQTTC_ERR_MALFORMED);
+    assert_code(publish_header_hex(0x30, "00 09 61 62 63", 5), MQTTC_ERR_MALFORMED);
+    assert_code(publish_header_hex(0x30, "00", 1), MQTTC_ERR_MALFORMED);
     /* QoS 1: no room for the packet id, or packet id 0. */
-    assert_rc(publish_header_hex(0x32, "00 01 74 00", 4), MQTTC_ERR_MALFORMED);
-    assert_rc(publish_header_hex(0x32, "00 01 74 00 00 41", 6), MQTTC_ERR_MALFORMED);
+    assert_code(publish_header_hex(0x32, "00 01 74 00", 4), MQTTC_ERR_MALFORMED);
+    assert_code(publish_header_hex(0x32, "00 01 74 00 00 41", 6), MQTTC_ERR_MALFORMED);
     /* A large packet whose header is complete: only the header is needed. */
-    assert_rc(publish_header_hex(0x34, "00 01 74 12 34", 100000), 5);
+    assert_code(publish_header_hex(0x34, "00 01 74 12 34", 100000), 5);
 }
 
 /* ---- robustness ------------------------------------------------------------ */

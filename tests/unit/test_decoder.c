@@ -20,51 +20,9 @@
 #include "mqttc/codec.h"
 #include "mqttc/decoder.h"
 #include "mqttc/error.h"
+#include "testutil.h"
 
 /* ---- helpers -------------------------------------------------------------- */
-
-#define assert_rc(got, want) check_rc((got), (want), #got, __FILE__, __LINE__)
-
-static void check_rc(int got, int want, const char *expr, const char *file, int line)
-{
-    if (got != want) {
-        print_error("%s returned %d (%s), expected %d (%s)\n", expr, got, mqttc_errname(got),
-                    want, mqttc_errname(want));
-        _fail(file, line);
-    }
-}
-
-/* Parses a hex vector such as "20 02 00 00" (spaces ignored); returns the byte count. */
-static size_t unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (const char *s = hex; *s != '\0'; s++) {
-        int v;
-        if (*s == ' ') {
-            continue;
-        } else if (*s >= '0' && *s <= '9') {
-            v = *s - '0';
-        } else if (*s >= 'a' && *s <= 'f') {
-            v = *s - 'a' + 10;
-        } else if (*s >= 'A' && *s <= 'F') {
-            v = *s - 'A' + 10;
-        } else {
-            print_error("bad hex character '%c' in \"%s\"\n", *s, hex);
-            fail();
-            return 0;
-        }
-        if (hi < 0) {
-            hi = v;
-        } else {
-            assert_true(n < cap);
-            out[n++] = (uint8_t)((hi << 4) | v);
-            hi = -1;
-        }
-    }
-    assert_int_equal(hi, -1);
-    return n;
-}
 
 static uint32_t lcg_state;
 
@@ -199,7 +157,7 @@ static int drain(mqttc_decoder *d, packet_fn fn, void *ctx, size_t *produced)
         if (rc <= 0) {
             return rc;
         }
-        assert_rc(rc, 1);
+        assert_code(rc, 1);
         fn(&p, ctx);
         (*produced)++;
     }
@@ -315,10 +273,10 @@ static void check_stream(size_t cap, const struct feeder *f)
     uint8_t *buf = malloc(cap); /* exact size: ASan sees any write past cap */
     assert_non_null(buf);
     mqttc_decoder d;
-    assert_rc(mqttc_decoder_init(&d, buf, cap, 0, false), 0);
+    assert_code(mqttc_decoder_init(&d, buf, cap, 0, false), 0);
     static struct recorder rec;
     rec.n = 0;
-    assert_rc(drive(&d, mixed_stream, sizeof mixed_stream, f, record, &rec), 0);
+    assert_code(drive(&d, mixed_stream, sizeof mixed_stream, f, record, &rec), 0);
     assert_records(&rec, stream_expect, stream_n_expect);
     assert_int_equal(mqttc_decoder_pending(&d), 0);
     free(buf);
@@ -331,13 +289,13 @@ static void test_init_rejects_null_buffer_and_tiny_capacity(void **state)
     (void)state;
     uint8_t buf[16];
     mqttc_decoder d;
-    assert_rc(mqttc_decoder_init(&d, NULL, 16, 0, false), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_decoder_init(&d, buf, 15, 0, false), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_decoder_init(&d, buf, 0, 0, true), MQTTC_ERR_INVALID_ARG);
-    assert_rc(mqttc_decoder_init(&d, buf, 16, 0, false), 0);
+    assert_code(mqttc_decoder_init(&d, NULL, 16, 0, false), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_decoder_init(&d, buf, 15, 0, false), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_decoder_init(&d, buf, 0, 0, true), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_decoder_init(&d, buf, 16, 0, false), 0);
     assert_int_equal(mqttc_decoder_pending(&d), 0);
     mqttc_packet p;
-    assert_rc(mqttc_decoder_next(&d, &p), 0); /* nothing yet */
+    assert_code(mqttc_decoder_next(&d, &p), 0); /* nothing yet */
 }
 
 static void test_stream_fed_all_at_once_yields_every_packet(void **state)
@@ -366,10 +324,10 @@ static void test_stream_split_in_two_at_every_point_yields_every_packet(void **s
     for (size_t split = 0; split <= sizeof mixed_stream; split++) {
         uint8_t buf[256];
         mqttc_decoder d;
-        assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+        assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
         rec.n = 0;
-        assert_rc(drive(&d, mixed_stream, split, &f, record, &rec), 0);
-        assert_rc(drive(&d, mixed_stream + split, sizeof mixed_stream - split, &f, record, &rec),
+        assert_code(drive(&d, mixed_stream, split, &f, record, &rec), 0);
+        assert_code(drive(&d, mixed_stream + split, sizeof mixed_stream - split, &f, record, &rec),
                   0);
         if (rec.n != stream_n_expect) {
             print_error("split at %zu\n", split);
@@ -417,18 +375,18 @@ static void test_pending_counts_bytes_not_yet_returned(void **state)
     uint8_t in[16];
     mqttc_decoder d;
     mqttc_packet p;
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
-    size_t n = unhex("20 02 00 00 40 02 00", in, sizeof in); /* CONNACK + 3 bytes of PUBACK */
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    size_t n = tu_unhex("20 02 00 00 40 02 00", in, sizeof in); /* CONNACK + 3 bytes of PUBACK */
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     assert_int_equal(mqttc_decoder_pending(&d), 7);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.type, MQTTC_CONNACK);
     assert_int_equal(mqttc_decoder_pending(&d), 3);
-    assert_rc(mqttc_decoder_next(&d, &p), 0);
+    assert_code(mqttc_decoder_next(&d, &p), 0);
     assert_int_equal(mqttc_decoder_pending(&d), 3);
-    n = unhex("05", in, sizeof in);
+    n = tu_unhex("05", in, sizeof in);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), 1);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.type, MQTTC_PUBACK);
     assert_int_equal(p.u.packet_id, 5);
     assert_int_equal(mqttc_decoder_pending(&d), 0);
@@ -441,16 +399,16 @@ static void test_space_is_zero_when_full_until_next_frees_room(void **state)
     uint8_t in[32];
     mqttc_decoder d;
     mqttc_packet p;
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
     /* Five PUBACKs: 20 bytes, of which 16 fit. */
-    size_t n = unhex("40 02 00 01 40 02 00 02 40 02 00 03 40 02 00 04 40 02 00 05", in,
+    size_t n = tu_unhex("40 02 00 01 40 02 00 02 40 02 00 03 40 02 00 04 40 02 00 05", in,
                      sizeof in);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), 16);
     size_t space = 99;
     (void)mqttc_decoder_space(&d, &space);
     assert_int_equal(space, 0);
     assert_int_equal(mqttc_decoder_feed(&d, in + 16, 4), 0);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.u.packet_id, 1);
     uint8_t *sp = mqttc_decoder_space(&d, &space);
     assert_true(space >= 4);
@@ -458,11 +416,11 @@ static void test_space_is_zero_when_full_until_next_frees_room(void **state)
     memcpy(sp, in + 16, 4);
     mqttc_decoder_commit(&d, 4);
     for (uint16_t id = 2; id <= 5; id++) {
-        assert_rc(mqttc_decoder_next(&d, &p), 1);
+        assert_code(mqttc_decoder_next(&d, &p), 1);
         assert_int_equal(p.type, MQTTC_PUBACK);
         assert_int_equal(p.u.packet_id, id);
     }
-    assert_rc(mqttc_decoder_next(&d, &p), 0);
+    assert_code(mqttc_decoder_next(&d, &p), 0);
 }
 
 static void test_packet_exactly_filling_the_buffer_is_accepted(void **state)
@@ -473,22 +431,22 @@ static void test_packet_exactly_filling_the_buffer_is_accepted(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     /* PUBLISH QoS 0, RL 14: topic "t" + 11 payload bytes = 16 bytes in all. */
-    size_t n = unhex("30 0E 00 01 74 30 31 32 33 34 35 36 37 38 39 41", in, sizeof in);
+    size_t n = tu_unhex("30 0E 00 01 74 30 31 32 33 34 35 36 37 38 39 41", in, sizeof in);
     assert_int_equal(n, 16);
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), 16);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.u.publish.payload_len, 11);
     assert_int_equal(p.u.publish.total_len, 11);
     assert_memory_equal(p.u.publish.payload, "0123456789A", 11);
 
     /* One byte more does not fit and is not streamed. */
-    n = unhex("30 0F 00 01 74 30 31 32 33 34 35 36 37 38 39 41 42", in, sizeof in);
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    n = tu_unhex("30 0F 00 01 74 30 31 32 33 34 35 36 37 38 39 41 42", in, sizeof in);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
     const struct feeder f = { ONE, 1, false };
     static struct recorder rec;
     rec.n = 0;
-    assert_rc(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 }
 
@@ -501,25 +459,25 @@ static void test_max_packet_is_enforced_at_the_boundary(void **state)
     static struct recorder rec;
     const struct feeder f = { ALL, 1, false };
     /* SUBACK with 8 codes: RL 10, 12 bytes in all. */
-    size_t n = unhex("90 0A 00 01 00 01 02 00 01 02 00 01", in, sizeof in);
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 12, false), 0);
+    size_t n = tu_unhex("90 0A 00 01 00 01 02 00 01 02 00 01", in, sizeof in);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 12, false), 0);
     rec.n = 0;
-    assert_rc(drive(&d, in, n, &f, record, &rec), 0);
+    assert_code(drive(&d, in, n, &f, record, &rec), 0);
     assert_int_equal(rec.n, 1);
     assert_string_equal(rec.fp[0], "SUBACK id=1 codes=00,01,02,00,01,02,00,01");
 
     /* 9 codes: 13 bytes, one over. */
-    n = unhex("90 0B 00 01 00 01 02 00 01 02 00 01 02", in, sizeof in);
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 12, false), 0);
+    n = tu_unhex("90 0B 00 01 00 01 02 00 01 02 00 01 02", in, sizeof in);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 12, false), 0);
     rec.n = 0;
-    assert_rc(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 
     /* The limit applies to PUBLISH with streaming on as well. */
-    n = unhex("30 0B 00 01 74 61 62 63 64 65 66 67 68", in, sizeof in);
-    assert_rc(mqttc_decoder_init(&d, buf, 16, 12, true), 0);
+    n = tu_unhex("30 0B 00 01 74 61 62 63 64 65 66 67 68", in, sizeof in);
+    assert_code(mqttc_decoder_init(&d, buf, 16, 12, true), 0);
     rec.n = 0;
-    assert_rc(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
 }
 
 static void test_256mb_claim_is_rejected_from_the_header_alone(void **state)
@@ -530,22 +488,22 @@ static void test_256mb_claim_is_rejected_from_the_header_alone(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     /* PUBLISH claiming Remaining Length 268,435,455: nothing else arrives. */
-    size_t n = unhex("30 FF FF FF 7F", in, sizeof in);
+    size_t n = tu_unhex("30 FF FF FF 7F", in, sizeof in);
 
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 1024u * 1024u, true), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 1024u * 1024u, true), 0);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
 
     /* Without streaming it cannot fit the buffer, whatever max_packet says. */
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
 
     /* Also for a type that can never be streamed. */
-    n = unhex("90 FF FF FF 7F", in, sizeof in);
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    n = tu_unhex("90 FF FF FF 7F", in, sizeof in);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
 }
 
 static void test_streaming_accepts_protocol_maximum_when_unlimited(void **state)
@@ -555,13 +513,13 @@ static void test_streaming_accepts_protocol_maximum_when_unlimited(void **state)
     uint8_t in[16];
     mqttc_decoder d;
     mqttc_packet p;
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
     /* Remaining Length 268,435,450: 268,435,455 bytes in all, legal by any reading of
        "the protocol maximum". */
-    size_t n = unhex("30 FA FF FF 7F", in, sizeof in);
+    size_t n = tu_unhex("30 FA FF FF 7F", in, sizeof in);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), 0);
-    n = unhex("00 01 74 61 62 63", in, sizeof in); /* topic "t", payload "abc"... */
+    assert_code(mqttc_decoder_next(&d, &p), 0);
+    n = tu_unhex("00 01 74 61 62 63", in, sizeof in); /* topic "t", payload "abc"... */
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     size_t got = 0;
     for (int i = 0; i < 8 && got < 3; i++) {
@@ -569,7 +527,7 @@ static void test_streaming_accepts_protocol_maximum_when_unlimited(void **state)
         if (rc == 0) {
             break;
         }
-        assert_rc(rc, 1);
+        assert_code(rc, 1);
         assert_int_equal(p.type, MQTTC_PUBLISH);
         assert_int_equal(p.u.publish.topic.len, 1);
         assert_memory_equal(p.u.publish.topic.data, "t", 1);
@@ -596,7 +554,7 @@ static void test_streaming_accepts_protocol_maximum_when_unlimited(void **state)
                 assert_true(got <= 3 + fed);
             }
         }
-        assert_rc(rc, 0);
+        assert_code(rc, 0);
     }
     assert_int_equal(fed, sizeof filler);
     assert_true(got >= 3);
@@ -622,8 +580,8 @@ static void test_publish_larger_than_buffer_without_streaming_is_too_large(void 
         mqttc_decoder d;
         static struct recorder rec;
         rec.n = 0;
-        assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
-        assert_rc(drive(&d, in, sizeof in, &feeders[i], record, &rec),
+        assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+        assert_code(drive(&d, in, sizeof in, &feeders[i], record, &rec),
                   MQTTC_ERR_PACKET_TOO_LARGE);
         assert_int_equal(rec.n, 0);
     }
@@ -645,8 +603,8 @@ static void test_non_publish_larger_than_buffer_is_too_large_even_when_streaming
     static struct recorder rec;
     rec.n = 0;
     const struct feeder f = { MIXED, sizeof MIXED / sizeof MIXED[0], false };
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
-    assert_rc(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    assert_code(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 }
 
@@ -740,12 +698,12 @@ static void stream_big(const struct feeder *f, size_t cap)
     uint8_t *buf = malloc(cap);
     assert_non_null(buf);
     mqttc_decoder d;
-    assert_rc(mqttc_decoder_init(&d, buf, cap, 0, true), 0);
+    assert_code(mqttc_decoder_init(&d, buf, cap, 0, true), 0);
     static struct piece_check c;
     memset(&c, 0, sizeof c);
     c.dbuf = buf;
     c.dcap = cap;
-    assert_rc(drive(&d, big_stream, len, f, check_piece, &c), 0);
+    assert_code(drive(&d, big_stream, len, f, check_piece, &c), 0);
     assert_true(c.started);
     assert_true(c.done);
     assert_int_equal(c.next_off, BIG_PAYLOAD);
@@ -791,8 +749,8 @@ static void test_streaming_publish_that_fits_arrives_whole(void **state)
     static struct recorder rec;
     rec.n = 0;
     const struct feeder f = { ONE, 1, false };
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
-    assert_rc(drive(&d, mixed_stream, sizeof mixed_stream, &f, record, &rec), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    assert_code(drive(&d, mixed_stream, sizeof mixed_stream, &f, record, &rec), 0);
     assert_records(&rec, stream_expect, stream_n_expect);
 }
 
@@ -812,8 +770,8 @@ static void test_streamed_publish_topic_must_fit_in_buffer(void **state)
     static struct recorder rec;
     rec.n = 0;
     const struct feeder f = { ALL, 1, false };
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
-    assert_rc(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    assert_code(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 }
 
@@ -834,8 +792,8 @@ static void test_streamed_publish_header_filling_buffer_is_too_large(void **stat
     static struct recorder rec;
     rec.n = 0;
     const struct feeder f = { ALL, 1, false };
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
-    assert_rc(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    assert_code(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 }
 
@@ -844,13 +802,13 @@ static void test_streamed_publish_header_filling_buffer_is_too_large(void **stat
 static int first_error(const char *hex, bool stream)
 {
     uint8_t in[64];
-    size_t n = unhex(hex, in, sizeof in);
+    size_t n = tu_unhex(hex, in, sizeof in);
     uint8_t buf[64];
     mqttc_decoder d;
     static struct recorder rec;
     rec.n = 0;
     const struct feeder f = { ONE, 1, false };
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, stream), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, stream), 0);
     return drive(&d, in, n, &f, record, &rec);
 }
 
@@ -859,20 +817,20 @@ static void test_malformed_input_gives_the_codec_errors(void **state)
     (void)state;
     for (int s = 0; s <= 1; s++) {
         bool st = s != 0;
-        assert_rc(first_error("30 FF FF FF FF 7F", st), MQTTC_ERR_MALFORMED_LENGTH);
-        assert_rc(first_error("00 00", st), MQTTC_ERR_BAD_PACKET_TYPE);
-        assert_rc(first_error("F0 00", st), MQTTC_ERR_BAD_PACKET_TYPE);
-        assert_rc(first_error("41 02 00 01", st), MQTTC_ERR_BAD_FLAGS);
-        assert_rc(first_error("60 02 00 01", st), MQTTC_ERR_BAD_FLAGS);
-        assert_rc(first_error("36 05 00 01 74 00 01", st), MQTTC_ERR_BAD_QOS);
-        assert_rc(first_error("20 03 00 00 00", st), MQTTC_ERR_MALFORMED);
-        assert_rc(first_error("20 02 00 06", st), MQTTC_ERR_MALFORMED);
-        assert_rc(first_error("40 02 00 00", st), MQTTC_ERR_MALFORMED);
-        assert_rc(first_error("90 02 00 01", st), MQTTC_ERR_MALFORMED);
-        assert_rc(first_error("30 04 00 01 2B 41", st), MQTTC_ERR_BAD_TOPIC);
-        assert_rc(first_error("30 05 00 05 61 62 63", st), MQTTC_ERR_MALFORMED);
+        assert_code(first_error("30 FF FF FF FF 7F", st), MQTTC_ERR_MALFORMED_LENGTH);
+        assert_code(first_error("00 00", st), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(first_error("F0 00", st), MQTTC_ERR_BAD_PACKET_TYPE);
+        assert_code(first_error("41 02 00 01", st), MQTTC_ERR_BAD_FLAGS);
+        assert_code(first_error("60 02 00 01", st), MQTTC_ERR_BAD_FLAGS);
+        assert_code(first_error("36 05 00 01 74 00 01", st), MQTTC_ERR_BAD_QOS);
+        assert_code(first_error("20 03 00 00 00", st), MQTTC_ERR_MALFORMED);
+        assert_code(first_error("20 02 00 06", st), MQTTC_ERR_MALFORMED);
+        assert_code(first_error("40 02 00 00", st), MQTTC_ERR_MALFORMED);
+        assert_code(first_error("90 02 00 01", st), MQTTC_ERR_MALFORMED);
+        assert_code(first_error("30 04 00 01 2B 41", st), MQTTC_ERR_BAD_TOPIC);
+        assert_code(first_error("30 05 00 05 61 62 63", st), MQTTC_ERR_MALFORMED);
         /* a good packet first, then a bad one */
-        assert_rc(first_error("D0 00 D0 01 00", st), MQTTC_ERR_MALFORMED);
+        assert_code(first_error("D0 00 D0 01 00", st), MQTTC_ERR_MALFORMED);
     }
 }
 
@@ -883,19 +841,19 @@ static void test_errors_are_sticky_until_reset(void **state)
     uint8_t in[16];
     mqttc_decoder d;
     mqttc_packet p;
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
-    size_t n = unhex("20 03 00 00 00", in, sizeof in); /* CONNACK with RL 3 */
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    size_t n = tu_unhex("20 03 00 00 00", in, sizeof in); /* CONNACK with RL 3 */
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
 
-    n = unhex("20 02 00 00", in, sizeof in); /* a good CONNACK changes nothing */
+    n = tu_unhex("20 02 00 00", in, sizeof in); /* a good CONNACK changes nothing */
     (void)mqttc_decoder_feed(&d, in, n);
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
     size_t space = 0;
     (void)mqttc_decoder_space(&d, &space);
     mqttc_decoder_commit(&d, 0);
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
 
     /* The error is remembered, not found again in the bytes: even if the
        buffer now held nothing but valid PINGRESPs, the answer stays the same. */
@@ -903,13 +861,13 @@ static void test_errors_are_sticky_until_reset(void **state)
         buf[i] = 0xD0;
         buf[i + 1] = 0x00;
     }
-    assert_rc(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
+    assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
 
     mqttc_decoder_reset(&d);
     assert_int_equal(mqttc_decoder_pending(&d), 0);
-    assert_rc(mqttc_decoder_next(&d, &p), 0);
+    assert_code(mqttc_decoder_next(&d, &p), 0);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.type, MQTTC_CONNACK);
     assert_false(p.u.connack.session_present);
     assert_int_equal(p.u.connack.return_code, 0);
@@ -922,15 +880,15 @@ static void test_reset_discards_buffered_bytes(void **state)
     uint8_t in[16];
     mqttc_decoder d;
     mqttc_packet p;
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
-    size_t n = unhex("30 0A 00 03 61", in, sizeof in); /* half a PUBLISH */
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    size_t n = tu_unhex("30 0A 00 03 61", in, sizeof in); /* half a PUBLISH */
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), 0);
+    assert_code(mqttc_decoder_next(&d, &p), 0);
     mqttc_decoder_reset(&d);
     assert_int_equal(mqttc_decoder_pending(&d), 0);
-    n = unhex("40 02 00 2A", in, sizeof in);
+    n = tu_unhex("40 02 00 2A", in, sizeof in);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.type, MQTTC_PUBACK);
     assert_int_equal(p.u.packet_id, 42);
 }
@@ -942,7 +900,7 @@ static void test_reset_in_the_middle_of_a_streamed_publish(void **state)
     uint8_t buf[256];
     mqttc_decoder d;
     mqttc_packet p;
-    assert_rc(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
     /* The PUBACK, the PUBLISH header and about 2 KB of its payload. */
     size_t fed = 0;
     int pieces = 0;
@@ -953,19 +911,19 @@ static void test_reset_in_the_middle_of_a_streamed_publish(void **state)
             rc = mqttc_decoder_next(&d, &p);
             pieces += rc == 1 && p.type == MQTTC_PUBLISH;
         }
-        assert_rc(rc, 0);
+        assert_code(rc, 0);
     }
     assert_true(pieces > 0);
     mqttc_decoder_reset(&d);
     uint8_t in[8];
-    size_t n = unhex("D0 00 40 02 00 07", in, sizeof in);
+    size_t n = tu_unhex("D0 00 40 02 00 07", in, sizeof in);
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.type, MQTTC_PINGRESP);
-    assert_rc(mqttc_decoder_next(&d, &p), 1);
+    assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.type, MQTTC_PUBACK);
     assert_int_equal(p.u.packet_id, 7);
-    assert_rc(mqttc_decoder_next(&d, &p), 0);
+    assert_code(mqttc_decoder_next(&d, &p), 0);
 }
 
 /* ---- robustness ------------------------------------------------------------ */
@@ -1056,7 +1014,7 @@ static size_t fuzz_input(uint8_t *out, size_t cap)
     size_t target = lcg() % cap;
     for (int k = 0; k < 64 && len < target; k++) {
         uint8_t pkt[64];
-        size_t n = unhex(FUZZ_TEMPLATES[lcg() % N_TEMPLATES], pkt, sizeof pkt);
+        size_t n = tu_unhex(FUZZ_TEMPLATES[lcg() % N_TEMPLATES], pkt, sizeof pkt);
         switch (lcg() % 8u) {
         case 0: /* change one byte */
             pkt[lcg() % n] = (uint8_t)lcg();
@@ -1105,7 +1063,7 @@ static void test_random_bytes_never_crash(void **state)
         uint8_t *buf = malloc(cap);
         assert_non_null(buf);
         mqttc_decoder d;
-        assert_rc(mqttc_decoder_init(&d, buf, cap, max, stream), 0);
+        assert_code(mqttc_decoder_init(&d, buf, cap, max, stream), 0);
         struct fuzz_ctx c = { buf, cap, 0 };
         int rc = drive(&d, data, len, &f, fuzz_packet, &c);
         packets += c.packets;
@@ -1116,7 +1074,7 @@ static void test_random_bytes_never_crash(void **state)
                 fail();
             }
             mqttc_packet p;
-            assert_rc(mqttc_decoder_next(&d, &p), rc); /* sticky */
+            assert_code(mqttc_decoder_next(&d, &p), rc); /* sticky */
         }
         free(buf);
     }

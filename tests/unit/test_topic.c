@@ -18,40 +18,9 @@
 
 #include "mqttc/codec.h"
 #include "mqttc/error.h"
+#include "testutil.h"
 
 /* ---- helpers -------------------------------------------------------------- */
-
-/* Parses a hex vector such as "F0 9F 98 80" (spaces ignored); returns the byte count. */
-static size_t unhex(const char *hex, uint8_t *out, size_t cap)
-{
-    size_t n = 0;
-    int hi = -1;
-    for (const char *s = hex; *s != '\0'; s++) {
-        int v;
-        if (*s == ' ') {
-            continue;
-        } else if (*s >= '0' && *s <= '9') {
-            v = *s - '0';
-        } else if (*s >= 'a' && *s <= 'f') {
-            v = *s - 'a' + 10;
-        } else if (*s >= 'A' && *s <= 'F') {
-            v = *s - 'A' + 10;
-        } else {
-            print_error("bad hex character '%c' in \"%s\"\n", *s, hex);
-            fail();
-            return 0;
-        }
-        if (hi < 0) {
-            hi = v;
-        } else {
-            assert_true(n < cap);
-            out[n++] = (uint8_t)((hi << 4) | v);
-            hi = -1;
-        }
-    }
-    assert_int_equal(hi, -1);
-    return n;
-}
 
 /*
  * mqttc_utf8_check() on a hex vector, from a heap copy of exactly its length
@@ -60,7 +29,7 @@ static size_t unhex(const char *hex, uint8_t *out, size_t cap)
 static int utf8_hex(const char *hex)
 {
     uint8_t tmp[64];
-    size_t n = unhex(hex, tmp, sizeof tmp);
+    size_t n = tu_unhex(hex, tmp, sizeof tmp);
     char *s = malloc(n > 0 ? n : 1);
     assert_non_null(s);
     memcpy(s, tmp, n);
@@ -110,114 +79,103 @@ static void check_match(const char *filter, const char *name, bool want, const c
     }
 }
 
-#define assert_rc(got, want) check_rc((got), (want), #got, __FILE__, __LINE__)
-
-static void check_rc(int got, int want, const char *expr, const char *file, int line)
-{
-    if (got != want) {
-        print_error("%s returned %d (%s), expected %d (%s)\n", expr, got, mqttc_errname(got),
-                    want, mqttc_errname(want));
-        _fail(file, line);
-    }
-}
-
 /* ---- UTF-8 (MQTT-1.5.3, RFC 3629) ---------------------------------------- */
 
 static void test_utf8_accepts_ascii_and_empty(void **state)
 {
     (void)state;
-    assert_rc(utf8_hex(""), 0);
-    assert_rc(utf8_hex("68 65 6C 6C 6F 2F 77 6F 72 6C 64"), 0); /* "hello/world" */
-    assert_rc(utf8_hex("7F"), 0);
-    assert_rc(utf8_hex("01"), 0); /* control characters are only SHOULD NOT */
+    assert_code(utf8_hex(""), 0);
+    assert_code(utf8_hex("68 65 6C 6C 6F 2F 77 6F 72 6C 64"), 0); /* "hello/world" */
+    assert_code(utf8_hex("7F"), 0);
+    assert_code(utf8_hex("01"), 0); /* control characters are only SHOULD NOT */
 }
 
 static void test_utf8_accepts_two_three_and_four_byte_sequences(void **state)
 {
     (void)state;
-    assert_rc(utf8_hex("C2 80"), 0);       /* U+0080, smallest 2-byte */
-    assert_rc(utf8_hex("C3 A9"), 0);       /* U+00E9 */
-    assert_rc(utf8_hex("DF BF"), 0);       /* U+07FF, largest 2-byte */
-    assert_rc(utf8_hex("E0 A0 80"), 0);    /* U+0800, smallest 3-byte */
-    assert_rc(utf8_hex("E2 82 AC"), 0);    /* U+20AC */
-    assert_rc(utf8_hex("ED 9F BF"), 0);    /* U+D7FF, just below the surrogates */
-    assert_rc(utf8_hex("EE 80 80"), 0);    /* U+E000, just above the surrogates */
-    assert_rc(utf8_hex("F0 90 80 80"), 0); /* U+10000, smallest 4-byte */
-    assert_rc(utf8_hex("F0 9F 98 80"), 0); /* U+1F600 */
-    assert_rc(utf8_hex("F4 8F BF BF"), 0); /* U+10FFFF, the largest code point */
-    assert_rc(utf8_hex("61 C3 A9 E2 82 AC F0 9F 98 80 7A"), 0); /* mixed */
+    assert_code(utf8_hex("C2 80"), 0);       /* U+0080, smallest 2-byte */
+    assert_code(utf8_hex("C3 A9"), 0);       /* U+00E9 */
+    assert_code(utf8_hex("DF BF"), 0);       /* U+07FF, largest 2-byte */
+    assert_code(utf8_hex("E0 A0 80"), 0);    /* U+0800, smallest 3-byte */
+    assert_code(utf8_hex("E2 82 AC"), 0);    /* U+20AC */
+    assert_code(utf8_hex("ED 9F BF"), 0);    /* U+D7FF, just below the surrogates */
+    assert_code(utf8_hex("EE 80 80"), 0);    /* U+E000, just above the surrogates */
+    assert_code(utf8_hex("F0 90 80 80"), 0); /* U+10000, smallest 4-byte */
+    assert_code(utf8_hex("F0 9F 98 80"), 0); /* U+1F600 */
+    assert_code(utf8_hex("F4 8F BF BF"), 0); /* U+10FFFF, the largest code point */
+    assert_code(utf8_hex("61 C3 A9 E2 82 AC F0 9F 98 80 7A"), 0); /* mixed */
 }
 
 static void test_utf8_allows_byte_order_mark(void **state)
 {
     (void)state;
     /* MQTT-1.5.3-3: EF BB BF is U+FEFF and must not be skipped or stripped. */
-    assert_rc(utf8_hex("EF BB BF"), 0);
-    assert_rc(utf8_hex("EF BB BF 61"), 0);
-    assert_rc(utf8_hex("61 EF BB BF"), 0);
+    assert_code(utf8_hex("EF BB BF"), 0);
+    assert_code(utf8_hex("EF BB BF 61"), 0);
+    assert_code(utf8_hex("61 EF BB BF"), 0);
 }
 
 static void test_utf8_rejects_null_character(void **state)
 {
     (void)state;
     /* MQTT-1.5.3-2 */
-    assert_rc(utf8_hex("00"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("61 00 62"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("61 62 00"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("00"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("61 00 62"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("61 62 00"), MQTTC_ERR_BAD_UTF8);
 }
 
 static void test_utf8_rejects_surrogates(void **state)
 {
     (void)state;
     /* MQTT-1.5.3-1: U+D800..U+DFFF must not appear. */
-    assert_rc(utf8_hex("ED A0 80"), MQTTC_ERR_BAD_UTF8); /* U+D800 */
-    assert_rc(utf8_hex("ED BF BF"), MQTTC_ERR_BAD_UTF8); /* U+DFFF */
-    assert_rc(utf8_hex("ED B0 80"), MQTTC_ERR_BAD_UTF8); /* U+DC00 */
-    assert_rc(utf8_hex("ED A0 BD ED B8 80"), MQTTC_ERR_BAD_UTF8); /* CESU-8 pair */
+    assert_code(utf8_hex("ED A0 80"), MQTTC_ERR_BAD_UTF8); /* U+D800 */
+    assert_code(utf8_hex("ED BF BF"), MQTTC_ERR_BAD_UTF8); /* U+DFFF */
+    assert_code(utf8_hex("ED B0 80"), MQTTC_ERR_BAD_UTF8); /* U+DC00 */
+    assert_code(utf8_hex("ED A0 BD ED B8 80"), MQTTC_ERR_BAD_UTF8); /* CESU-8 pair */
 }
 
 static void test_utf8_rejects_overlong_forms(void **state)
 {
     (void)state;
-    assert_rc(utf8_hex("C0 80"), MQTTC_ERR_BAD_UTF8);       /* U+0000 in two bytes */
-    assert_rc(utf8_hex("C1 BF"), MQTTC_ERR_BAD_UTF8);       /* U+007F in two bytes */
-    assert_rc(utf8_hex("C0 AF"), MQTTC_ERR_BAD_UTF8);       /* '/' in two bytes */
-    assert_rc(utf8_hex("E0 80 80"), MQTTC_ERR_BAD_UTF8);    /* U+0000 in three bytes */
-    assert_rc(utf8_hex("E0 9F BF"), MQTTC_ERR_BAD_UTF8);    /* U+07FF in three bytes */
-    assert_rc(utf8_hex("F0 80 80 80"), MQTTC_ERR_BAD_UTF8); /* U+0000 in four bytes */
-    assert_rc(utf8_hex("F0 8F BF BF"), MQTTC_ERR_BAD_UTF8); /* U+FFFF in four bytes */
+    assert_code(utf8_hex("C0 80"), MQTTC_ERR_BAD_UTF8);       /* U+0000 in two bytes */
+    assert_code(utf8_hex("C1 BF"), MQTTC_ERR_BAD_UTF8);       /* U+007F in two bytes */
+    assert_code(utf8_hex("C0 AF"), MQTTC_ERR_BAD_UTF8);       /* '/' in two bytes */
+    assert_code(utf8_hex("E0 80 80"), MQTTC_ERR_BAD_UTF8);    /* U+0000 in three bytes */
+    assert_code(utf8_hex("E0 9F BF"), MQTTC_ERR_BAD_UTF8);    /* U+07FF in three bytes */
+    assert_code(utf8_hex("F0 80 80 80"), MQTTC_ERR_BAD_UTF8); /* U+0000 in four bytes */
+    assert_code(utf8_hex("F0 8F BF BF"), MQTTC_ERR_BAD_UTF8); /* U+FFFF in four bytes */
 }
 
 static void test_utf8_rejects_code_points_above_10ffff(void **state)
 {
     (void)state;
-    assert_rc(utf8_hex("F4 90 80 80"), MQTTC_ERR_BAD_UTF8); /* U+110000 */
-    assert_rc(utf8_hex("F4 BF BF BF"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("F4 90 80 80"), MQTTC_ERR_BAD_UTF8); /* U+110000 */
+    assert_code(utf8_hex("F4 BF BF BF"), MQTTC_ERR_BAD_UTF8);
 }
 
 static void test_utf8_rejects_truncated_sequences(void **state)
 {
     (void)state;
-    assert_rc(utf8_hex("C3"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("E2 82"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("E2"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("F0 9F 98"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("61 62 E2"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("C3"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("E2 82"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("E2"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("F0 9F 98"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("61 62 E2"), MQTTC_ERR_BAD_UTF8);
     /* A lead byte followed by something that is not a continuation byte. */
-    assert_rc(utf8_hex("C3 28"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("E2 28 A1"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("E2 82 28"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("F0 9F 98 28"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("C3 C3 A9"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("C3 28"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("E2 28 A1"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("E2 82 28"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("F0 9F 98 28"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("C3 C3 A9"), MQTTC_ERR_BAD_UTF8);
 }
 
 static void test_utf8_rejects_stray_continuation_bytes(void **state)
 {
     (void)state;
-    assert_rc(utf8_hex("80"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("BF"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("61 80 62"), MQTTC_ERR_BAD_UTF8);
-    assert_rc(utf8_hex("C3 A9 A9"), MQTTC_ERR_BAD_UTF8); /* one continuation too many */
+    assert_code(utf8_hex("80"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("BF"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("61 80 62"), MQTTC_ERR_BAD_UTF8);
+    assert_code(utf8_hex("C3 A9 A9"), MQTTC_ERR_BAD_UTF8); /* one continuation too many */
 }
 
 static void test_utf8_rejects_bytes_f5_to_ff(void **state)
@@ -237,9 +195,9 @@ static void test_utf8_uses_the_length_not_a_terminator(void **state)
 {
     (void)state;
     const char s[] = { 'a', 'b', (char)0xC3 };
-    assert_rc(mqttc_utf8_check(s, 2), 0);                  /* stops before the lead byte */
-    assert_rc(mqttc_utf8_check(s, 3), MQTTC_ERR_BAD_UTF8); /* includes it */
-    assert_rc(mqttc_utf8_check("ab\0cd", 2), 0);
+    assert_code(mqttc_utf8_check(s, 2), 0);                  /* stops before the lead byte */
+    assert_code(mqttc_utf8_check(s, 3), MQTTC_ERR_BAD_UTF8); /* includes it */
+    assert_code(mqttc_utf8_check("ab\0cd", 2), 0);
 }
 
 /* ---- topic names (MQTT-4.7.3, MQTT-3.3.2-2) ------------------------------ */
@@ -273,9 +231,9 @@ static void test_topic_name_rejects_empty_and_wildcards(void **state)
 static void test_topic_name_rejects_bad_utf8(void **state)
 {
     (void)state;
-    assert_rc(mqttc_topic_name_check("a\0b", 3), MQTTC_ERR_BAD_UTF8);
-    assert_rc(mqttc_topic_name_check("a/\xed\xa0\x80", 5), MQTTC_ERR_BAD_UTF8);
-    assert_rc(mqttc_topic_name_check("\xc0\xaf", 2), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_topic_name_check("a\0b", 3), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_topic_name_check("a/\xed\xa0\x80", 5), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_topic_name_check("\xc0\xaf", 2), MQTTC_ERR_BAD_UTF8);
 }
 
 static void test_topic_name_length_limit(void **state)
@@ -283,7 +241,7 @@ static void test_topic_name_length_limit(void **state)
     (void)state;
     static char big[65536];
     memset(big, 'a', sizeof big);
-    assert_rc(mqttc_topic_name_check(big, 65535), 0);
+    assert_code(mqttc_topic_name_check(big, 65535), 0);
     /* Over 65,535 bytes (MQTT-1.5.3): the header names no code, only failure. */
     assert_true(mqttc_topic_name_check(big, 65536) < 0);
 }
@@ -322,8 +280,8 @@ static void test_topic_filter_rejects_misplaced_wildcards(void **state)
 static void test_topic_filter_rejects_bad_utf8(void **state)
 {
     (void)state;
-    assert_rc(mqttc_topic_filter_check("a\0b", 3), MQTTC_ERR_BAD_UTF8);
-    assert_rc(mqttc_topic_filter_check("+/\xff", 3), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_topic_filter_check("a\0b", 3), MQTTC_ERR_BAD_UTF8);
+    assert_code(mqttc_topic_filter_check("+/\xff", 3), MQTTC_ERR_BAD_UTF8);
 }
 
 /* ---- matching (MQTT-4.7.1, MQTT-4.7.2) ----------------------------------- */
