@@ -20,6 +20,7 @@ PACKAGES=(
 PACKAGES+=(
   libmbedtls-dev                   # TLS, and SHA-1/base64 for the WebSocket handshake
   liblua5.4-dev lua5.4             # the LuatOS face (Lua module, sys/log, mqttc-lua)
+  zlib1g-dev                       # CRC-32 of the file store's records
 )
 
 missing=()

@@ -344,6 +344,147 @@ static uint8_t *grow_inbound(void *user)
     return c->inbound_bits;
 }
 
+/* ---- persistence (include/mqttc/store.h) --------------------------------- */
+
+static mqttc_store_record out_record(const mqttc_message *m)
+{
+    mqttc_store_record r;
+    memset(&r, 0, sizeof r);
+    r.kind = MQTTC_STORE_OUTBOUND;
+    r.packet_id = m->packet_id;
+    r.qos = m->qos;
+    r.retain = m->retain;
+    r.topic = m->topic.data;
+    r.topic_len = m->topic.len;
+    r.payload = m->payload;
+    r.payload_len = m->payload_len;
+    return r;
+}
+
+/* The engine accepted a QoS 1/2 message: record it before any byte of it can
+ * be written. Called inside mqttc_engine_publish(): no logging (it would
+ * release the lock mid-call); the caller gets the code, errno says why. */
+static int store_accept(void *user, mqttc_message *m)
+{
+    mqttc_client *c = user;
+    mqttc_store_record r = out_record(m);
+    return c->cfg.store->ops->put(c->cfg.store->ctx, &r);
+}
+
+/* A store step of a flow failed. Continuing would let the next packet of the
+ * flow out with the store behind it, so the connection is dropped: the flow
+ * resumes from the broker's re-send or ours after the reconnect. */
+static void store_failed(mqttc_client *c, const char *what, int rc)
+{
+    logf_(c, MQTTC_LOG_ERROR, "store: %s failed: %s (%s)", what, mqttc_strerror(rc),
+          strerror(errno));
+    mqttc_engine_connection_lost(&c->eng, MQTTC_ERR_STORE);
+}
+
+/* Keep the store in step with an engine event (before its reply is written). */
+static void store_track(mqttc_client *c, const mqttc_event *ev)
+{
+    mqttc_store *st = c->cfg.store;
+    const mqttc_message *m;
+    mqttc_store_record r;
+    int rc = 0;
+    switch (ev->type) {
+    case MQTTC_EV_RELEASED:
+        rc = st->ops->release(st->ctx, ev->u.released.msg->packet_id);
+        break;
+    case MQTTC_EV_PUBREL:
+        rc = st->ops->remove(st->ctx, MQTTC_STORE_INBOUND, ev->u.pubrel.packet_id);
+        break;
+    case MQTTC_EV_MESSAGE: /* delivered: recorded before PUBREC goes out */
+        if (ev->u.message.qos == 2 &&
+            ev->u.message.offset + ev->u.message.payload_len == ev->u.message.total_len) {
+            memset(&r, 0, sizeof r);
+            r.kind = MQTTC_STORE_INBOUND;
+            r.packet_id = ev->u.message.packet_id;
+            rc = st->ops->put(st->ctx, &r);
+        }
+        break;
+    case MQTTC_EV_PUBLISH_DONE:
+        m = ev->u.publish_done.msg;
+        if (m->qos > 0) {
+            rc = st->ops->remove(st->ctx, MQTTC_STORE_OUTBOUND, m->packet_id);
+            if (rc < 0) { /* the flow is over: at worst it is re-sent after a restart */
+                logf_(c, MQTTC_LOG_WARN, "store: remove failed: %s", strerror(errno));
+                rc = 0;
+            }
+        }
+        break;
+    case MQTTC_EV_CONNECTED: /* no session: the broker forgot its half of QoS 2 */
+        if (!ev->u.connected.session_present) {
+            rc = st->ops->clear(st->ctx, MQTTC_STORE_INBOUND);
+        }
+        break;
+    default:
+        break;
+    }
+    if (rc < 0) {
+        store_failed(c, "recording a step of a QoS flow", rc);
+    }
+}
+
+static client_msg *new_msg(const char *topic, size_t tlen, const void *payload, size_t len,
+                           int qos, bool retain)
+{
+    client_msg *cm = malloc(sizeof *cm + tlen + 1 + len);
+    if (cm == NULL) {
+        return NULL;
+    }
+    memset(&cm->m, 0, sizeof cm->m);
+    memcpy((char *)(cm + 1), topic, tlen);
+    ((char *)(cm + 1))[tlen] = '\0';
+    if (len > 0) {
+        memcpy((char *)(cm + 1) + tlen + 1, payload, len);
+    }
+    cm->m.topic.data = (const char *)(cm + 1);
+    cm->m.topic.len = (uint16_t)tlen;
+    cm->m.payload = (const uint8_t *)(cm + 1) + tlen + 1;
+    cm->m.payload_len = len;
+    cm->m.qos = (uint8_t)qos;
+    cm->m.retain = retain;
+    return cm;
+}
+
+/* One record loaded from the store: back into the engine. */
+static int restore_one(void *arg, const mqttc_store_record *r)
+{
+    mqttc_client *c = arg;
+    client_msg *cm;
+    int rc;
+    if (r->kind == MQTTC_STORE_INBOUND) {
+        return mqttc_engine_restore_inbound(&c->eng, r->packet_id);
+    }
+    if (r->topic_len > 65535u) {
+        return MQTTC_ERR_INVALID_ARG;
+    }
+    cm = new_msg(r->topic, r->topic_len, r->payload, r->payload_len, r->qos, r->retain);
+    if (cm == NULL) {
+        return MQTTC_ERR_NO_MEMORY;
+    }
+    rc = mqttc_engine_restore(&c->eng, &cm->m, r->packet_id, r->released);
+    if (rc < 0) {
+        free(cm);
+    }
+    return rc;
+}
+
+static int load_store(mqttc_client *c)
+{
+    mqttc_store *st = c->cfg.store;
+    if (st == NULL) {
+        return 0;
+    }
+    if (st->ops == NULL || st->ops->put == NULL || st->ops->release == NULL ||
+        st->ops->remove == NULL || st->ops->clear == NULL || st->ops->load == NULL) {
+        return MQTTC_ERR_INVALID_ARG;
+    }
+    return st->ops->load(st->ctx, restore_one, c);
+}
+
 static int setup_engine(mqttc_client *c)
 {
     mqttc_engine_config ec;
@@ -379,6 +520,7 @@ static int setup_engine(mqttc_client *c)
     ec.queue_policy = c->cfg.queue_policy;
     ec.connack_timeout_ms = c->cfg.connect_timeout_ms;
     ec.on_event = on_engine_event;
+    ec.on_accept = c->cfg.store != NULL ? store_accept : NULL;
     ec.user = c;
     return mqttc_engine_init(&c->eng, &ec);
 }
@@ -409,6 +551,9 @@ int mqttc_client_create(const mqttc_client_config *cfg, mqttc_client **out)
     }
     if (rc == 0) {
         rc = setup_engine(c);
+    }
+    if (rc == 0) {
+        rc = load_store(c);
     }
     if (rc == 0 && pipe(c->wake) != 0) {
         rc = MQTTC_ERR_NO_MEMORY;
@@ -728,6 +873,9 @@ static void on_engine_event(void *user, const mqttc_event *ev)
     mqttc_client *c = user;
     mqttc_client_event out;
     memset(&out, 0, sizeof out);
+    if (c->cfg.store != NULL && ev->type != MQTTC_EV_MESSAGE) {
+        store_track(c, ev);
+    }
     switch (ev->type) {
     case MQTTC_EV_CONNECTED:
         c->state = MQTTC_CLIENT_READY;
@@ -749,6 +897,9 @@ static void on_engine_event(void *user, const mqttc_event *ev)
         break;
     case MQTTC_EV_MESSAGE:
         on_message(c, &ev->u.message);
+        if (c->cfg.store != NULL) {
+            store_track(c, ev); /* after the application has it */
+        }
         break;
     case MQTTC_EV_PUBLISH_DONE:
         queue_done(c, (client_msg *)(void *)ev->u.publish_done.msg, ev->u.publish_done.status);
@@ -762,6 +913,9 @@ static void on_engine_event(void *user, const mqttc_event *ev)
     case MQTTC_EV_PONG:
         out.type = MQTTC_CLIENT_EV_PONG;
         dispatch(c, &out);
+        break;
+    case MQTTC_EV_RELEASED:
+    case MQTTC_EV_PUBREL:
         break;
     }
 }
@@ -1390,25 +1544,16 @@ int mqttc_client_publish(mqttc_client *c, const char *topic, const void *payload
     if (tlen > 65535) {
         return MQTTC_ERR_BAD_TOPIC;
     }
-    cm = malloc(sizeof *cm + tlen + 1 + len);
+    cm = new_msg(topic, tlen, payload, len, qos, retain);
     if (cm == NULL) {
         return MQTTC_ERR_NO_MEMORY;
     }
-    memset(&cm->m, 0, sizeof cm->m);
-    memcpy((char *)(cm + 1), topic, tlen + 1);
-    if (len > 0) {
-        memcpy((char *)(cm + 1) + tlen + 1, payload, len);
-    }
-    cm->m.topic.data = (const char *)(cm + 1);
-    cm->m.topic.len = (uint16_t)tlen;
-    cm->m.payload = (const uint8_t *)(cm + 1) + tlen + 1;
-    cm->m.payload_len = len;
-    cm->m.qos = (uint8_t)qos;
-    cm->m.retain = retain;
     pthread_mutex_lock(&c->lock);
     rc = mqttc_engine_publish(&c->eng, &cm->m);
     if (rc < 0) {
+        int e = errno; /* a store failure's reason, for the caller */
         free(cm);
+        errno = e;
     } else if (mqttc_engine_want_write(&c->eng) || c->done_head != NULL) {
         wake(c);
     }

@@ -463,7 +463,13 @@ static int on_publish(mqttc_engine *e, const mqttc_packet *p)
 
 static int on_pubrel(mqttc_engine *e, uint16_t id)
 {
-    inbound_remove(e, id);
+    if (inbound_find(e, id) >= 0) {
+        mqttc_event ev;
+        inbound_remove(e, id);
+        ev.type = MQTTC_EV_PUBREL;
+        ev.u.pubrel.packet_id = id;
+        emit(e, &ev);
+    }
     put_small(e, MQTTC_PUBCOMP, id); /* answered even when unknown (MQTT-4.3.3) */
     return 0;
 }
@@ -480,7 +486,13 @@ static int on_ack(mqttc_engine *e, uint8_t type, uint16_t id)
     }
     if (type == MQTTC_PUBREC) {
         /* A repeated PUBREC (after a re-sent PUBLISH) gets PUBREL again. */
-        m->state_ = MSG_AWAIT_PUBCOMP;
+        if (m->state_ != MSG_AWAIT_PUBCOMP) {
+            mqttc_event ev;
+            m->state_ = MSG_AWAIT_PUBCOMP;
+            ev.type = MQTTC_EV_RELEASED;
+            ev.u.released.msg = m;
+            emit(e, &ev); /* before PUBREL can be written: a store records it first */
+        }
         put_small(e, MQTTC_PUBREL, id);
         return 0;
     }
@@ -735,6 +747,12 @@ int mqttc_engine_publish(mqttc_engine *e, mqttc_message *m)
         }
         m->packet_id = (uint16_t)rc;
     }
+    if (e->cfg.on_accept != NULL && m->qos > 0) {
+        rc = e->cfg.on_accept(e->cfg.user, m);
+        if (rc < 0) {
+            return rc;
+        }
+    }
     m->state_ = MSG_QUEUED;
     m->dup_ = false;
     list_push(&e->pubs, &m->link_);
@@ -746,6 +764,50 @@ int mqttc_engine_publish(mqttc_engine *e, mqttc_message *m)
     pump(e);
     settle(e, 0);
     return m->packet_id;
+}
+
+int mqttc_engine_restore(mqttc_engine *e, mqttc_message *m, uint16_t packet_id, bool released)
+{
+    mqttc_link *l;
+    if (e == NULL || m == NULL || m->topic.data == NULL || packet_id == 0 || m->qos == 0 ||
+        m->qos > 2 || (released && m->qos != 2) || (m->payload == NULL && m->payload_len > 0)) {
+        return MQTTC_ERR_INVALID_ARG;
+    }
+    if (e->state != MQTTC_STATE_OFFLINE || e->depth > 0) {
+        return MQTTC_ERR_BAD_STATE;
+    }
+    for (l = e->pubs.next; l != &e->pubs; l = l->next) {
+        if (MSG_OF(l)->packet_id == packet_id) {
+            return MQTTC_ERR_INVALID_ARG;
+        }
+    }
+    for (l = e->pubs.next; l != &e->pubs && MSG_OF(l)->state_ != MSG_QUEUED; l = l->next) {
+    }
+    m->packet_id = packet_id;
+    m->state_ = released ? MSG_AWAIT_PUBCOMP : MSG_AWAIT_ACK;
+    m->dup_ = true;
+    list_push(l, &m->link_); /* before the first unsent message */
+    e->pub_next = e->pubs.next;
+    e->pub_count++;
+    e->pub_bytes += msg_bytes(m);
+    e->inflight++;
+    e->last_id = packet_id;
+    e->ids_wrapped = true; /* ids are no longer known fresh: check each */
+    return 0;
+}
+
+int mqttc_engine_restore_inbound(mqttc_engine *e, uint16_t packet_id)
+{
+    if (e == NULL || packet_id == 0) {
+        return MQTTC_ERR_INVALID_ARG;
+    }
+    if (inbound_find(e, packet_id) < 0) {
+        if (!inbound_reserve(e)) {
+            return MQTTC_ERR_INBOUND_WINDOW_FULL;
+        }
+        inbound_add(e, packet_id);
+    }
+    return 0;
 }
 
 int mqttc_engine_request(mqttc_engine *e, mqttc_request *r)

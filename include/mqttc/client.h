@@ -49,6 +49,7 @@
 #include <stdint.h>
 
 #include "mqttc/engine.h"
+#include "mqttc/store.h"
 #include "mqttc/error.h"
 
 #ifdef __cplusplus
@@ -239,6 +240,12 @@ typedef struct mqttc_client_config {
     uint32_t reconnect_ms;       /**< first (or fixed) delay (default 3000) */
     uint32_t reconnect_max_ms;   /**< 0: fixed interval; else exponential backoff with
                                       jitter, doubling up to this cap */
+
+    /** Persistent store for unacknowledged QoS 1/2 messages and inbound QoS 2
+     *  state (include/mqttc/store.h), borrowed: it must outlive the client, and
+     *  serve one client at a time. Loaded by mqttc_client_create(): what it
+     *  holds is re-sent after the first CONNACK. NULL: kept in memory only. */
+    mqttc_store *store;
 
     mqttc_tls_config tls; /**< used by mqtts:// and wss:// */
     const char *ws_path;  /**< WebSocket path; NULL: the URI's path, or "/mqtt" */

@@ -139,7 +139,14 @@ typedef enum mqttc_event_type {
     MQTTC_EV_PUBLISH_DONE = 4, /**< a message is handed back (status says how) */
     MQTTC_EV_SUBACK = 5,       /**< a SUBSCRIBE was answered */
     MQTTC_EV_UNSUBACK = 6,     /**< an UNSUBSCRIBE was answered */
-    MQTTC_EV_PONG = 7          /**< PINGRESP received */
+    MQTTC_EV_PONG = 7,         /**< PINGRESP received */
+    /** An outbound QoS 2 message got its first PUBREC: from now on it is
+     *  re-sent as PUBREL, never as PUBLISH. Emitted before the PUBREL can be
+     *  written, so a store can record the step first. */
+    MQTTC_EV_RELEASED = 8,
+    /** PUBREL for an inbound QoS 2 message the engine had recorded: its id
+     *  is forgotten (emitted before the PUBCOMP can be written). */
+    MQTTC_EV_PUBREL = 9
 } mqttc_event_type;
 
 /** An event. Pointers are valid only during the callback. */
@@ -175,6 +182,12 @@ typedef struct mqttc_event {
         struct {
             mqttc_request *req;
         } unsuback;
+        struct {
+            mqttc_message *msg; /**< still the engine's */
+        } released;
+        struct {
+            uint16_t packet_id;
+        } pubrel;
     } u;
 } mqttc_event;
 
@@ -207,6 +220,11 @@ typedef struct mqttc_engine_config {
     size_t copy_max; /**< payloads up to this are copied into tx_buf; larger
                           ones are written from the message itself (512) */
     mqttc_engine_cb on_event; /**< required */
+    /** Optional: called by mqttc_engine_publish() for a valid QoS 1/2 message
+     *  once it has its packet id, before it is queued (so before any byte of it
+     *  can be written). A negative return refuses the publish with that code:
+     *  a persistent store records the message here. */
+    int (*on_accept)(void *user, mqttc_message *m);
     void *user;
 } mqttc_engine_config;
 
@@ -293,6 +311,27 @@ MQTTC_API int mqttc_engine_start(mqttc_engine *e, const mqttc_connect *c, uint32
  *         MQTTC_ERR_TOO_LARGE, MQTTC_ERR_QUEUE_FULL.
  */
 MQTTC_API int mqttc_engine_publish(mqttc_engine *e, mqttc_message *m);
+
+/**
+ * @brief Put back an unfinished QoS 1/2 message loaded from a persistent
+ *        store, with the packet id it had: it is re-sent after the next CONNACK
+ *        like any message of a lost connection (PUBLISH with DUP=1, or PUBREL
+ *        when `released`, i.e. its PUBREC had arrived). Call while OFFLINE,
+ *        oldest first, before new publishes; restored messages go before any
+ *        unsent one. Queue limits are not applied (the messages were accepted
+ *        once already). Ownership as for mqttc_engine_publish().
+ * @return 0, MQTTC_ERR_INVALID_ARG (QoS 0, id 0 or already queued, released
+ *         without QoS 2), MQTTC_ERR_BAD_STATE unless offline.
+ */
+MQTTC_API int mqttc_engine_restore(mqttc_engine *e, mqttc_message *m, uint16_t packet_id,
+                                   bool released);
+
+/**
+ * @brief Put back an inbound QoS 2 id awaiting PUBREL, loaded from a store,
+ *        so that the broker's re-sent copy is acknowledged, not delivered again.
+ * @return 0, MQTTC_ERR_INVALID_ARG (id 0), MQTTC_ERR_INBOUND_WINDOW_FULL.
+ */
+MQTTC_API int mqttc_engine_restore_inbound(mqttc_engine *e, uint16_t packet_id);
 
 /**
  * @brief Queue a SUBSCRIBE or UNSUBSCRIBE (per r->kind). Validates every

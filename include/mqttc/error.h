@@ -64,6 +64,8 @@ extern "C" {
     X(CLOSED_BY_PEER, -44, "connection closed by the broker")                        \
     X(TRANSPORT, -45, "network I/O error")                                           \
     X(THREAD, -46, "could not start the client thread")                              \
+    X(STORE, -47, "persistent store: I/O failed (errno in the log)")                 \
+    X(STORE_LOCKED, -48, "persistent store: in use by another client or process")    \
     X(TLS_BAD_CA, -50, "TLS: the CA certificate could not be loaded")                \
     X(TLS_BAD_CERT, -51, "TLS: the client certificate could not be loaded")          \
     X(TLS_BAD_KEY, -52, "TLS: the private key could not be loaded")                  \

@@ -66,6 +66,13 @@ static void fb_record(void *user, const mqttc_event *ev)
         case MQTTC_EV_MESSAGE:
             fb_copy_message(fb, r, &ev->u.message);
             break;
+        case MQTTC_EV_RELEASED:
+            r->msg = ev->u.released.msg;
+            r->packet_id = r->msg->packet_id;
+            break;
+        case MQTTC_EV_PUBREL:
+            r->packet_id = ev->u.pubrel.packet_id;
+            break;
         case MQTTC_EV_PUBLISH_DONE:
             r->msg = ev->u.publish_done.msg;
             r->status = ev->u.publish_done.status;

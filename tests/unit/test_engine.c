@@ -2999,10 +2999,169 @@ static void test_engine_recovers_after_a_malformed_close(void **state)
 }
 
 
+/* ---- persistence hooks ---------------------------------------------------- */
+
+static void test_restore_resends_with_dup_original_ids_and_pubrel(void **state)
+{
+    fake_broker *fb = *state;
+    mqttc_message a, b, c;
+    fb->connect.clean_session = false;
+    assert_code(fb_init(fb), 0);
+    fb_message_init(&a, "store/a", "A", 1, 1);
+    fb_message_init(&b, "store/b", "B", 1, 2);
+    fb_message_init(&c, "store/c", "C", 1, 1);
+    assert_code(mqttc_engine_restore(&fb->engine, &a, 700, false), 0);
+    assert_code(mqttc_engine_restore(&fb->engine, &b, 9, true), 0);
+    uint16_t id = publish_ok(fb, &c);
+    assert_true(id != 700 && id != 9);
+    assert_int_equal(mqttc_engine_queued(&fb->engine), 3);
+    assert_int_equal(mqttc_engine_inflight(&fb->engine), 2);
+
+    fb_connect(fb, true);
+    fb_expect_sent_publish(fb, &a, 700, 1);
+    fb_expect_sent_ack(fb, MQTTC_PUBREL, 9);
+    fb_expect_sent_publish(fb, &c, id, 0);
+    fb_expect_nothing_sent(fb);
+
+    assert_code(fb_send_pubcomp(fb, 9), 0);
+    expect_done(fb, 0, &b, 0);
+    assert_code(fb_send_puback(fb, 700), 0);
+    expect_done(fb, 1, &a, 0);
+    assert_code(fb_send_puback(fb, id), 0);
+    expect_done(fb, 2, &c, 0);
+    assert_int_equal(mqttc_engine_queued(&fb->engine), 0);
+    assert_int_equal(mqttc_engine_inflight(&fb->engine), 0);
+}
+
+static void test_restored_ids_are_never_reused(void **state)
+{
+    fake_broker *fb = *state;
+    mqttc_message kept, m[40];
+    fb->cfg.inflight_max = 50;
+    assert_code(fb_init(fb), 0);
+    fb_message_init(&kept, "store/kept", "K", 1, 1);
+    /* The id the counter would hand out next after a restore of id 1. */
+    assert_code(mqttc_engine_restore(&fb->engine, &kept, 2, false), 0);
+    for (size_t i = 0; i < 40; i++) {
+        fb_message_init(&m[i], "store/new", "N", 1, 1);
+        assert_true(publish_ok(fb, &m[i]) != 2);
+    }
+}
+
+static void test_restore_checks_its_arguments_and_state(void **state)
+{
+    fake_broker *fb = init_engine(state);
+    mqttc_message q0, q1, q1b, q2;
+    fb_message_init(&q0, "t", "x", 1, 0);
+    fb_message_init(&q1, "t", "x", 1, 1);
+    fb_message_init(&q1b, "t", "x", 1, 1);
+    fb_message_init(&q2, "t", "x", 1, 2);
+    assert_code(mqttc_engine_restore(&fb->engine, &q0, 5, false), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_engine_restore(&fb->engine, &q1, 0, false), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_engine_restore(&fb->engine, &q1, 5, true), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_engine_restore(NULL, &q1, 5, false), MQTTC_ERR_INVALID_ARG);
+    assert_code(mqttc_engine_restore(&fb->engine, &q1, 5, false), 0);
+    assert_code(mqttc_engine_restore(&fb->engine, &q1b, 5, false), MQTTC_ERR_INVALID_ARG);
+    fb_connect(fb, false);
+    assert_code(mqttc_engine_restore(&fb->engine, &q2, 6, false), MQTTC_ERR_BAD_STATE);
+    assert_code(mqttc_engine_restore_inbound(&fb->engine, 0), MQTTC_ERR_INVALID_ARG);
+}
+
+static void test_released_is_emitted_once_before_pubrel(void **state)
+{
+    fake_broker *fb = connect_persistent(state);
+    mqttc_message m;
+    fb_message_init(&m, "q2/out", "x", 1, 2);
+    uint16_t id = publish_ok(fb, &m);
+    fb_expect_sent_publish(fb, &m, id, 0);
+    assert_code(fb_send_pubrec(fb, id), 0);
+    const fb_event *ev = fb_expect_event(fb, MQTTC_EV_RELEASED, 0);
+    assert_ptr_equal(ev->msg, &m);
+    assert_int_equal(ev->packet_id, id);
+    fb_expect_sent_ack(fb, MQTTC_PUBREL, id);
+    /* A repeated PUBREC is answered again but is not a new step. */
+    assert_code(fb_send_pubrec(fb, id), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREL, id);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_RELEASED), 1);
+    assert_code(fb_send_pubcomp(fb, id), 0);
+    expect_done(fb, 0, &m, 0);
+}
+
+static void test_pubrel_event_only_for_recorded_inbound_ids(void **state)
+{
+    fake_broker *fb = connect_persistent(state);
+    assert_code(fb_send_publish(fb, "q2/in", "x", 1, 2, 5, false, false), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREC, 5);
+    assert_code(fb_send_pubrel(fb, 5), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBCOMP, 5);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_PUBREL), 1);
+    assert_int_equal(fb_expect_event(fb, MQTTC_EV_PUBREL, 0)->packet_id, 5);
+    assert_code(fb_send_pubrel(fb, 77), 0); /* unknown: answered, no event */
+    fb_expect_sent_ack(fb, MQTTC_PUBCOMP, 77);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_PUBREL), 1);
+}
+
+static void test_restored_inbound_id_is_not_delivered_again(void **state)
+{
+    fake_broker *fb = *state;
+    fb->connect.clean_session = false;
+    assert_code(fb_init(fb), 0);
+    assert_code(mqttc_engine_restore_inbound(&fb->engine, 42), 0);
+    assert_code(mqttc_engine_restore_inbound(&fb->engine, 42), 0); /* idempotent */
+    fb_connect(fb, true);
+    assert_code(fb_send_publish(fb, "q2/in", "again", 5, 2, 42, false, true), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBREC, 42);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_MESSAGE), 0);
+    assert_code(fb_send_pubrel(fb, 42), 0);
+    fb_expect_sent_ack(fb, MQTTC_PUBCOMP, 42);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_PUBREL), 1);
+    /* The id is free again: a new message with it is delivered. */
+    assert_code(fb_send_publish(fb, "q2/in", "new", 3, 2, 42, false, false), 0);
+    assert_int_equal(fb_count_events(fb, MQTTC_EV_MESSAGE), 1);
+}
+
+static int accept_calls;
+static int refuse_qos2(void *user, mqttc_message *m)
+{
+    (void)user;
+    accept_calls++;
+    assert_true(m->packet_id != 0);
+    return m->qos == 2 ? MQTTC_ERR_STORE : 0;
+}
+
+static void test_on_accept_sees_each_qos12_message_and_can_refuse_it(void **state)
+{
+    fake_broker *fb = *state;
+    mqttc_message m0, m1, m2;
+    fb->cfg.on_accept = refuse_qos2;
+    accept_calls = 0;
+    assert_code(fb_init(fb), 0);
+    fb_connect(fb, false);
+    fb_message_init(&m0, "a", "x", 1, 0);
+    fb_message_init(&m1, "a", "x", 1, 1);
+    fb_message_init(&m2, "a", "x", 1, 2);
+    publish_ok(fb, &m0);
+    uint16_t id = publish_ok(fb, &m1);
+    assert_code(publish(fb, &m2), MQTTC_ERR_STORE);
+    assert_int_equal(accept_calls, 2); /* not for QoS 0 */
+    assert_int_equal(mqttc_engine_queued(&fb->engine), 2);
+    fb_expect_sent_publish(fb, &m0, 0, 0);
+    fb_expect_sent_publish(fb, &m1, id, 0);
+    fb_expect_nothing_sent(fb);
+}
+
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, fb_new, fb_free)
+        T(test_restore_resends_with_dup_original_ids_and_pubrel),
+        T(test_restored_ids_are_never_reused),
+        T(test_restore_checks_its_arguments_and_state),
+        T(test_released_is_emitted_once_before_pubrel),
+        T(test_pubrel_event_only_for_recorded_inbound_ids),
+        T(test_restored_inbound_id_is_not_delivered_again),
+        T(test_on_accept_sees_each_qos12_message_and_can_refuse_it),
         T(test_init_rejects_null_engine_or_config),
         T(test_init_rejects_missing_or_tiny_buffers),
         T(test_init_leaves_engine_offline_and_idle),
