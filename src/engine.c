@@ -781,16 +781,23 @@ int mqttc_engine_restore(mqttc_engine *e, mqttc_message *m, uint16_t packet_id, 
             return MQTTC_ERR_INVALID_ARG;
         }
     }
-    for (l = e->pubs.next; l != &e->pubs && MSG_OF(l)->state_ != MSG_QUEUED; l = l->next) {
+    /* A released message is in flight (the broker holds it): it goes with
+     * the written ones, before the first unsent message. Any other may never
+     * have been sent: it is queued again, with DUP set and its id, so that
+     * the in-flight window applies to it. */
+    l = &e->pubs;
+    if (released) {
+        for (l = e->pubs.next; l != &e->pubs && MSG_OF(l)->state_ != MSG_QUEUED; l = l->next) {
+        }
     }
     m->packet_id = packet_id;
-    m->state_ = released ? MSG_AWAIT_PUBCOMP : MSG_AWAIT_ACK;
+    m->state_ = released ? MSG_AWAIT_PUBCOMP : MSG_QUEUED;
     m->dup_ = true;
-    list_push(l, &m->link_); /* before the first unsent message */
+    list_push(l, &m->link_);
     e->pub_next = e->pubs.next;
     e->pub_count++;
     e->pub_bytes += msg_bytes(m);
-    e->inflight++;
+    e->inflight += released;
     e->last_id = packet_id;
     e->ids_wrapped = true; /* ids are no longer known fresh: check each */
     return 0;

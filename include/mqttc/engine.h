@@ -317,9 +317,11 @@ MQTTC_API int mqttc_engine_publish(mqttc_engine *e, mqttc_message *m);
  *        store, with the packet id it had: it is re-sent after the next CONNACK
  *        like any message of a lost connection (PUBLISH with DUP=1, or PUBREL
  *        when `released`, i.e. its PUBREC had arrived). Call while OFFLINE,
- *        oldest first, before new publishes; restored messages go before any
- *        unsent one. Queue limits are not applied (the messages were accepted
- *        once already). Ownership as for mqttc_engine_publish().
+ *        oldest first, before new publishes. A released message counts as in
+ *        flight at once; the others are queued and go out within the in-flight
+ *        window (brokers silently drop what exceeds their receive quota).
+ *        Queue limits are not applied (the messages were accepted once
+ *        already). Ownership as for mqttc_engine_publish().
  * @return 0, MQTTC_ERR_INVALID_ARG (QoS 0, id 0 or already queued, released
  *         without QoS 2), MQTTC_ERR_BAD_STATE unless offline.
  */
