@@ -56,7 +56,7 @@ typedef enum opt_id {
     OPT_KEEPALIVE, OPT_NO_CLEAN, OPT_DEBUG, OPT_COUNT, OPT_TIMEOUT, OPT_VERBOSE, OPT_NO_EOL,
     OPT_NO_RETAINED, OPT_FILTER_OUT, OPT_WILL_TOPIC, OPT_WILL_PAYLOAD, OPT_WILL_QOS,
     OPT_WILL_RETAIN, OPT_QUIET, OPT_HELP, OPT_CAFILE, OPT_CERT, OPT_KEY, OPT_KEY_PASSWORD,
-    OPT_INSECURE, OPT_TLS_VERSION, OPT_ALPN, OPT_WS_PATH
+    OPT_INSECURE, OPT_TLS_VERSION, OPT_ALPN, OPT_WS_PATH, OPT_STORE, OPT_STORE_FSYNC
 } opt_id;
 
 #define BOTH (CLI_PUB | CLI_SUB)
@@ -108,6 +108,8 @@ static const cli_flag cli_flags[] = {
     {NULL, "--alpn", BOTH, "protocol", OPT_ALPN},
     {NULL, "--tls-alpn", BOTH, "protocol", OPT_ALPN}, /* mosquitto's spelling */
     {NULL, "--ws-path", BOTH, "path", OPT_WS_PATH}, /* mqttc's own */
+    {NULL, "--store", BOTH, "directory", OPT_STORE}, /* mqttc's own */
+    {NULL, "--store-fsync", BOTH, NULL, OPT_STORE_FSYNC}, /* mqttc's own */
     {NULL, "--help", BOTH, NULL, OPT_HELP},
 };
 
@@ -420,6 +422,12 @@ static bool apply(cli_opts *o, const cli_flag *f, const char *flag, const char *
         }
         o->ws_path = arg;
         return true;
+    case OPT_STORE:
+        o->store_dir = arg;
+        return true;
+    case OPT_STORE_FSYNC:
+        o->store_fsync = true;
+        return true;
     }
     return false;
 }
@@ -528,6 +536,14 @@ static bool check_combinations(cli_opts *o)
     }
     if (o->cmd == CLI_PUB && o->msg_mode == CLI_MSG_NONE) {
         cli_usage_error(o, "no message given: use one of -m, -f, -s, -l or -n");
+        return false;
+    }
+    if (o->store_dir != NULL && o->id == NULL) {
+        cli_usage_error(o, "--store needs -i: the store belongs to one client id");
+        return false;
+    }
+    if (o->store_fsync && o->store_dir == NULL) {
+        cli_usage_error(o, "--store-fsync needs --store");
         return false;
     }
     if (o->id != NULL && o->id_prefix != NULL) {
@@ -662,6 +678,7 @@ void cli_opts_free(cli_opts *o)
     free(o->filter_outs);
     free(o->alpn);
     free(o->id_owned);
+    mqttc_store_close(o->store); /* after the client that used it */
     memset(o, 0, sizeof *o);
 }
 
@@ -704,7 +721,11 @@ void cli_tls_usage(void)
         " --tls-version    tlsv1.2 or tlsv1.3: the only version to use (default: the best\n"
         "                  both sides support; this build has no TLS 1.3)\n"
         " --alpn, --tls-alpn  ALPN protocol to offer; may be repeated\n"
-        " --ws-path        WebSocket path (default /mqtt; mqttc extension)\n");
+        " --ws-path        WebSocket path (default /mqtt; mqttc extension)\n"
+        " --store          directory of a file store (needs -i): unacknowledged QoS 1/2\n"
+        "                  messages and QoS 2 state survive a crash and are re-sent when\n"
+        "                  the command runs again with the same -i (mqttc extension)\n"
+        " --store-fsync    flush every store record to the disk (survives power loss)\n");
 }
 
 /* ---- the client ---------------------------------------------------------- */
@@ -783,6 +804,19 @@ int cli_client_create(cli_opts *o, mqttc_client_cb on_event, void *user, mqttc_c
     if (o->debug) {
         cfg.on_log = log_to_stderr;
         cfg.log_level = MQTTC_LOG_DEBUG;
+    }
+    if (o->store_dir != NULL) {
+        mqttc_store_file_options so;
+        memset(&so, 0, sizeof so);
+        so.sync = o->store_fsync ? MQTTC_STORE_SYNC_ALWAYS : MQTTC_STORE_SYNC_NONE;
+        rc = mqttc_store_file_open(o->store_dir, o->id, &so, &o->store);
+        if (rc < 0) {
+            cli_usage_error(o, "cannot use the store in '%s': %s%s%s", o->store_dir,
+                            mqttc_strerror(rc), rc == MQTTC_ERR_STORE ? ": " : "",
+                            rc == MQTTC_ERR_STORE ? strerror(errno) : "");
+            return rc;
+        }
+        cfg.store = o->store;
     }
     rc = mqttc_client_create(&cfg, out);
     if (rc < 0) {

@@ -58,6 +58,11 @@ typedef struct cli_opts {
     size_t alpn_count;
     const char *ws_path;            /* --ws-path */
 
+    /* persistence (mqttc's own) */
+    const char *store_dir; /* --store: file store of unacknowledged QoS 1/2 state */
+    bool store_fsync;      /* --store-fsync: flush every record to the disk */
+    mqttc_store *store;    /* opened by cli_client_create(), closed by cli_opts_free() */
+
     /* session */
     const char *id, *id_prefix; /* -i, -I; after cli_parse() `id` is the id to use */
     char *id_owned;             /* the generated or prefixed id */

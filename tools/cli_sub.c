@@ -35,6 +35,7 @@ void cli_sub_usage(void)
         "                 [--will-topic topic [--will-payload payload] [--will-qos qos] [--will-retain]]\n"
         "                 [--cafile file] [--cert file --key file [--key-password password]]\n"
         "                 [--insecure] [--tls-version version] [--alpn protocol ...] [--ws-path path]\n"
+        "                 [--store directory [--store-fsync]]\n"
         "       mqttc sub --help\n"
         "\n"
         " -h, --host       broker host name or address (default localhost)\n"
