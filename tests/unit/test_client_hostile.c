@@ -876,6 +876,47 @@ static void silent_after_connack(void **state)
     expect_session_closed(s, MQTTC_ERR_KEEPALIVE_TIMEOUT);
 }
 
+/* The broker stops reading while the client has much to send: the keepalive
+ * still ends the session (the PINGREQ cannot even be written), with the
+ * QoS 1/2 messages kept; nothing is lost once a good broker is back. */
+static void broker_stops_reading(void **state)
+{
+    hstate *s = *state;
+    mqttc_client_config cfg;
+    enum { N = 1000, LEN = 12000 };
+    static uint8_t payload[LEN];
+    config(s, &cfg);
+    cfg.keepalive = 1;
+    cfg.queue_max_msgs = 2 * N;
+    make_client(s, &cfg);
+    connect_in_session(s);
+    memset(payload, 's', sizeof payload);
+    for (int i = 0; i < N; i++) {
+        assert_code(mqttc_client_publish(s->c, "stall", payload, LEN, 0, false), 0);
+    }
+    expect_error(s, 0, MQTTC_ERR_KEEPALIVE_TIMEOUT, MQTTC_ERRKIND_PROTOCOL);
+    wait_count(s, MQTTC_CLIENT_EV_DISCONNECTED, 1);
+    it_lock(s->r);
+    int reason = s->r->disc_reason;
+    it_unlock(s->r);
+    assert_code(reason, MQTTC_ERR_KEEPALIVE_TIMEOUT);
+    assert_true(fb_net_wait_closed(&s->net, WAIT_MS));
+    wait_state(s, MQTTC_CLIENT_IDLE);
+    assert_true(mqttc_client_queued(s->c) >= 2);
+    /* QoS 0 written before the stall were PUBLISHED, one cut mid-write may
+     * be DROPPED; every other message is still queued and goes out now. */
+    assert_code(mqttc_client_reconnect(s->c), 0);
+    accept_connect(s);
+    serve_well_from(s, true, totals_now(s), 0, 0, 0);
+    wait_count(s, MQTTC_CLIENT_EV_CONNECTED, 2);
+    it_lock(s->r);
+    size_t npub = s->r->npub, ndrop = s->r->ndrop;
+    it_unlock(s->r);
+    assert_int_equal(npub + ndrop, N + 2);
+    assert_true(ndrop <= 1);
+    assert_int_equal(mqttc_client_queued(s->c), 0);
+}
+
 /* A PUBLISH trickled at 10 bytes/s: the bytes keep the link alive, but the
  * PINGRESP cannot get past the unfinished packet, so the keepalive ends it. */
 static void slowloris_publish_beyond_keepalive(void **state)
@@ -976,6 +1017,11 @@ static void qos2_flood_without_pubrel(void **state)
     assert_true(mqttc_client_ready(s->c));
     assert_int_equal(count(s, MQTTC_CLIENT_EV_ERROR), 0);
     assert_int_equal(count(s, MQTTC_CLIENT_EV_MESSAGE), n);
+    /* After PUBCOMP an id starts a new publication (MQTT-4.3.3-2). */
+    len = fb_encode_publish(buf, sizeof buf, "flood", "y", 1, 2, FLOOD_FIRST_ID, false, false);
+    assert_true(fb_net_send(&s->net, buf, len));
+    assert_int_equal(fb_net_expect(&s->net, MQTTC_PUBREC, WAIT_MS)->u.packet_id, FLOOD_FIRST_ID);
+    wait_count(s, MQTTC_CLIENT_EV_MESSAGE, n + 1);
     /* The session still works: the two kept messages complete here. */
     char hex[64];
     totals base = totals_now(s);
@@ -1216,6 +1262,7 @@ int main(void)
         TEST(never_connack),
         TEST(silent_after_connack),
         TEST(slowloris_publish_beyond_keepalive),
+        TEST(broker_stops_reading),
         /* inbound window */
         TEST(qos2_flood_without_pubrel),
         TEST(qos2_flood_without_bitmap),
