@@ -964,6 +964,26 @@ static void huge_length_claim_not_allocated(void **state)
     reconnect_and_deliver(s, 2, 0, 0);
 }
 
+/* A PUBLISH whose topic alone (5000 bytes, legal) is larger than the receive
+ * buffer: the header of a streamed message must fit the buffer
+ * (mqttc_decoder_init()), so the client refuses it as PACKET_TOO_LARGE. A
+ * limit of the client, not a broker fault; this documents the reason given. */
+static void topic_longer_than_rx_buffer(void **state)
+{
+    hstate *s = *state;
+    mqttc_client_config cfg;
+    static char topic[5001];
+    static uint8_t pkt[5100];
+    config(s, &cfg);
+    make_client(s, &cfg);
+    connect_in_session(s);
+    memset(topic, 'a', sizeof topic - 1);
+    size_t n = fb_encode_publish(pkt, sizeof pkt, topic, "x", 1, 1, 9, false, false);
+    (void)fb_net_send(&s->net, pkt, n);
+    expect_session_closed(s, MQTTC_ERR_PACKET_TOO_LARGE);
+    assert_int_equal(count(s, MQTTC_CLIENT_EV_MESSAGE), 0);
+}
+
 /* QoS 2 PUBLISHes, never released: many more than the inbound table holds.
  * The client switches to its bitmap, acknowledges each one (PUBREC), delivers
  * each once, acknowledges a repeat without delivering it again, and answers
@@ -1190,6 +1210,7 @@ int main(void)
         CASE(pingresp_with_body),
         TEST(huge_length_claim_not_allocated),
         TEST(large_message_then_garbage),
+        TEST(topic_longer_than_rx_buffer),
         /* packet types */
         CASE(type_0),
         CASE(type_15),
