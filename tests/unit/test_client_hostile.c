@@ -247,7 +247,7 @@ static void wait_count(hstate *s, mqttc_client_event_type type, size_t n)
     }
 }
 
-/* The last error event must be `code` of `kind`. */
+/* The `nth` (from 0) error event must be `code` of `kind`. */
 static void expect_error(hstate *s, size_t nth, int code, mqttc_error_kind kind)
 {
     wait_count(s, MQTTC_CLIENT_EV_ERROR, nth + 1);
@@ -346,7 +346,7 @@ static void serve_well_from(hstate *s, bool connack, totals base, size_t publish
         int n = 0;
         if (broker_now_ms() > deadline) {
             fail_msg("the well-behaved session did not complete: %zu published, %u queued",
-                     s->r->npub, (unsigned)mqttc_client_queued(s->c));
+                     totals_now(s).v[0], (unsigned)mqttc_client_queued(s->c));
         }
         int rc = fb_net_recv(&s->net, &p, 20);
         if (rc == 0) {
