@@ -824,20 +824,28 @@ static void on_message(mqttc_client *c, const mqttc_publish *p)
 
     if (!c->cfg.message_pieces && p->payload_len != p->total_len) {
         if (p->offset == 0) {
-            if (p->total_len > c->big_cap) {
-                uint8_t *b = realloc(c->big, p->total_len);
-                if (b == NULL) {
-                    logf_(c, MQTTC_LOG_ERROR, "out of memory for a %zu-byte message", p->total_len);
-                    mqttc_engine_connection_lost(&c->eng, MQTTC_ERR_NO_MEMORY);
-                    return;
-                }
-                c->big = b;
-                c->big_cap = p->total_len;
-            }
             c->big_len = 0;
         }
         if (p->offset != c->big_len) {
             return; /* the start was lost with an old connection */
+        }
+        if (p->payload_len > c->big_cap - c->big_len) {
+            /* Grow with the bytes that arrived, not with the length the header
+             * claims: a broker may announce 256 MiB and send ten bytes. */
+            size_t need = c->big_len + p->payload_len;
+            size_t cap = c->big_cap > need / 2 ? 2 * c->big_cap : need;
+            uint8_t *b;
+            if (cap > p->total_len) {
+                cap = p->total_len;
+            }
+            b = realloc(c->big, cap);
+            if (b == NULL) {
+                logf_(c, MQTTC_LOG_ERROR, "out of memory for a %zu-byte message", p->total_len);
+                mqttc_engine_connection_lost(&c->eng, MQTTC_ERR_NO_MEMORY);
+                return;
+            }
+            c->big = b;
+            c->big_cap = cap;
         }
         memcpy(c->big + c->big_len, p->payload, p->payload_len);
         c->big_len += p->payload_len;

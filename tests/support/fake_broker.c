@@ -1,4 +1,7 @@
-/* A scripted MQTT broker around one mqttc_engine; see fake_broker.h. */
+/* A scripted MQTT broker around one mqttc_engine, and a scripted broker on a
+ * loopback socket; see fake_broker.h. */
+#define _POSIX_C_SOURCE 200809L /* sockets, poll, clock_gettime, nanosleep */
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -6,6 +9,14 @@
 #include <cmocka.h>
 
 #include <string.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "fake_broker.h"
 
@@ -538,4 +549,211 @@ void fb_message_init(mqttc_message *m, const char *topic, const void *payload, s
     m->payload = payload;
     m->payload_len = len;
     m->qos = qos;
+}
+
+/* ---- the network face -------------------------------------------------- */
+
+static uint64_t fb_net_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Milliseconds left before `deadline` (0 when past), for poll(). */
+static int fb_net_left(uint64_t deadline)
+{
+    uint64_t now = fb_net_now_ms();
+    return now >= deadline ? 0 : (int)(deadline - now);
+}
+
+int fb_net_listen(fb_net *n)
+{
+    struct sockaddr_in a;
+    socklen_t alen = sizeof a;
+    int one = 1;
+    memset(n, 0, sizeof *n);
+    n->fd = -1;
+    n->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (n->listen_fd < 0)
+        return -1;
+    setsockopt(n->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = 0; /* the kernel picks a free port */
+    if (bind(n->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(n->listen_fd, 8) != 0 ||
+        getsockname(n->listen_fd, (struct sockaddr *)&a, &alen) != 0) {
+        close(n->listen_fd);
+        n->listen_fd = -1;
+        return -1;
+    }
+    n->port = ntohs(a.sin_port);
+    return 0;
+}
+
+void fb_net_close(fb_net *n)
+{
+    if (n->fd >= 0) {
+        /* Unread input would turn close() into a reset, which can overtake
+         * the data still on its way to the client: read it first. */
+        uint8_t sink[4096];
+        for (unsigned i = 0; i < 1024 && recv(n->fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++) {
+        }
+        close(n->fd);
+        n->fd = -1;
+    }
+}
+
+void fb_net_shutdown(fb_net *n)
+{
+    fb_net_close(n);
+    if (n->listen_fd >= 0) {
+        close(n->listen_fd);
+        n->listen_fd = -1;
+    }
+}
+
+bool fb_net_accept(fb_net *n, int timeout_ms)
+{
+    struct pollfd p;
+    fb_net_close(n);
+    p.fd = n->listen_fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    if (n->listen_fd < 0 || poll(&p, 1, timeout_ms) <= 0)
+        return false;
+    n->fd = accept(n->listen_fd, NULL, NULL);
+    if (n->fd < 0)
+        return false;
+    n->accepted++;
+    /* a fresh stream: forget any partial packet of the last connection */
+    return mqttc_decoder_init(&n->dec, n->dec_buf, sizeof n->dec_buf, 0, false) == 0;
+}
+
+int fb_net_recv(fb_net *n, mqttc_packet *out, int timeout_ms)
+{
+    uint64_t deadline = fb_net_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    if (n->fd < 0)
+        return -1;
+    for (unsigned i = 0; i < FB_MAX_DECODE_STEPS; i++) {
+        int rc = mqttc_decoder_next(&n->dec, out);
+        if (rc < 0)
+            return -2;
+        if (rc > 0)
+            return 1;
+        struct pollfd p;
+        p.fd = n->fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        int pr = poll(&p, 1, fb_net_left(deadline));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            return 0;
+        size_t room;
+        uint8_t *dst = mqttc_decoder_space(&n->dec, &room);
+        if (room == 0)
+            return -2; /* a packet over FB_NET_DECODER_CAP */
+        ssize_t r = recv(n->fd, dst, room, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        mqttc_decoder_commit(&n->dec, (size_t)r);
+    }
+    return 0;
+}
+
+const mqttc_packet *fb_net_expect(fb_net *n, uint8_t type, int timeout_ms)
+{
+    int rc = fb_net_recv(n, &n->pkt, timeout_ms);
+    if (rc == 0)
+        fail_msg("scripted broker: expected %s within %d ms, got nothing", fb_type_name(type),
+                 timeout_ms);
+    if (rc == -1)
+        fail_msg("scripted broker: expected %s, the client closed the connection",
+                 fb_type_name(type));
+    if (rc < 0)
+        fail_msg("scripted broker: expected %s, the client sent undecodable bytes",
+                 fb_type_name(type));
+    if (n->pkt.type != type)
+        fail_msg("scripted broker: expected %s, the client sent %s", fb_type_name(type),
+                 fb_type_name(n->pkt.type));
+    return &n->pkt;
+}
+
+bool fb_net_send(fb_net *n, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    size_t off = 0;
+    uint64_t deadline = fb_net_now_ms() + 5000u;
+    while (off < len && n->fd >= 0) {
+        ssize_t w = send(n->fd, p + off, len - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd q;
+            q.fd = n->fd;
+            q.events = POLLOUT;
+            q.revents = 0;
+            if (fb_net_left(deadline) == 0 || poll(&q, 1, fb_net_left(deadline)) <= 0)
+                return false; /* the client stopped reading */
+            continue;
+        }
+        return false;
+    }
+    return off == len;
+}
+
+bool fb_net_send_hex(fb_net *n, const char *hex)
+{
+    uint8_t buf[1024];
+    size_t len = tu_unhex(hex, buf, sizeof buf);
+    return fb_net_send(n, buf, len);
+}
+
+bool fb_net_trickle(fb_net *n, const void *data, size_t len, int gap_ms)
+{
+    const uint8_t *p = data;
+    for (size_t i = 0; i < len; i++) {
+        if (i > 0 && gap_ms > 0) {
+            struct timespec ts = {gap_ms / 1000, (long)(gap_ms % 1000) * 1000000L};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+            }
+        }
+        if (!fb_net_send(n, p + i, 1))
+            return false;
+    }
+    return true;
+}
+
+bool fb_net_wait_closed(fb_net *n, int timeout_ms)
+{
+    uint64_t deadline = fb_net_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 0);
+    uint8_t sink[4096];
+    if (n->fd < 0)
+        return true;
+    for (unsigned i = 0; i < FB_MAX_DECODE_STEPS; i++) {
+        struct pollfd p;
+        p.fd = n->fd;
+        p.events = POLLIN;
+        p.revents = 0;
+        int pr = poll(&p, 1, fb_net_left(deadline));
+        if (pr < 0 && errno == EINTR)
+            continue;
+        if (pr <= 0)
+            return false;
+        ssize_t r = recv(n->fd, sink, sizeof sink, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return true; /* EOF, or a reset */
+    }
+    return false;
 }

@@ -233,4 +233,58 @@ void fb_clear_events(fake_broker *fb);
 void fb_message_init(mqttc_message *m, const char *topic, const void *payload, size_t len,
                      uint8_t qos);
 
+/* ---- the network face: a scripted broker on a loopback socket ---------- */
+
+/*
+ * For client tests (tests/unit/test_client_hostile.c): the test thread plays
+ * the broker, step by step, on a real TCP connection that the client under
+ * test opens to 127.0.0.1:port (a free port picked by the kernel). The
+ * broker decodes what the client sends with mqttc_decoder and writes
+ * whatever bytes the script gives it, well-formed or not. Independent of the
+ * engine-facing part above; every wait is bounded by a timeout.
+ */
+
+/** Bytes a scripted broker accepts from the client in one packet. */
+#define FB_NET_DECODER_CAP 16384u
+
+typedef struct fb_net {
+    int listen_fd; /**< -1 when not listening */
+    int fd;        /**< the accepted connection, -1 when none */
+    uint16_t port; /**< the listening port on 127.0.0.1 */
+    size_t accepted; /**< connections accepted so far */
+    mqttc_decoder dec;
+    uint8_t dec_buf[FB_NET_DECODER_CAP];
+    mqttc_packet pkt; /**< the last packet from fb_net_expect() */
+} fb_net;
+
+/** Listen on 127.0.0.1 at a free port. @return 0 or -1 (errno set). */
+int fb_net_listen(fb_net *n);
+/** Close the connection and the listening socket. Idempotent. */
+void fb_net_shutdown(fb_net *n);
+/** Accept the next connection (closing the current one first), at most
+ *  `timeout_ms`. @return true when a client connected. */
+bool fb_net_accept(fb_net *n, int timeout_ms);
+/** Close the current connection (the broker hangs up). */
+void fb_net_close(fb_net *n);
+/**
+ * Read the next whole packet the client sent, at most `timeout_ms`.
+ * @return 1 with `out` filled (pointers valid until the next call), 0 on
+ *         timeout, -1 when the client closed the connection (or it failed),
+ *         -2 when the client sent undecodable bytes.
+ */
+int fb_net_recv(fb_net *n, mqttc_packet *out, int timeout_ms);
+/** Next packet must be of `type` (cmocka failure otherwise); returns &n->pkt. */
+const mqttc_packet *fb_net_expect(fb_net *n, uint8_t type, int timeout_ms);
+/** Write all `len` bytes (MSG_NOSIGNAL). @return true if they were written. */
+bool fb_net_send(fb_net *n, const void *data, size_t len);
+/** fb_net_send() of a hex vector such as "20 02 00 00" (tu_unhex). */
+bool fb_net_send_hex(fb_net *n, const char *hex);
+/** fb_net_send() one byte at a time, `gap_ms` apart. */
+bool fb_net_trickle(fb_net *n, const void *data, size_t len, int gap_ms);
+/**
+ * Wait until the client closes the connection, discarding what it sends,
+ * at most `timeout_ms`. @return true if it closed (EOF or reset).
+ */
+bool fb_net_wait_closed(fb_net *n, int timeout_ms);
+
 #endif /* MQTTC_TESTS_FAKE_BROKER_H */
