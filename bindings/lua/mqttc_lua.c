@@ -52,8 +52,10 @@ static int docall(lua_State *L, int nargs, int nres)
     return rc;
 }
 
-/* Load an embedded module, store it in package.loaded and as a global. */
-static int load_embedded(lua_State *L, const char *name, const unsigned char *src, size_t len)
+/* Load an embedded module, store it in package.loaded and, with `global`,
+ * as a global. */
+static int load_embedded(lua_State *L, const char *name, const unsigned char *src, size_t len,
+                         int global)
 {
     char chunk[64];
     snprintf(chunk, sizeof chunk, "=%s.lua", name);
@@ -69,7 +71,11 @@ static int load_embedded(lua_State *L, const char *name, const unsigned char *sr
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, name);
     lua_pop(L, 1);
-    lua_setglobal(L, name);
+    if (global) {
+        lua_setglobal(L, name);
+    } else {
+        lua_pop(L, 1);
+    }
     return 0;
 }
 
@@ -84,12 +90,12 @@ static int run(lua_State *L, int argc, char **argv, const struct options *o)
     luaL_openlibs(L);
     luaL_requiref(L, "mqtt", luaopen_mqtt, 1);
     lua_pop(L, 1);
-    if (load_embedded(L, "log", mqttc_log_lua, sizeof mqttc_log_lua) != 0 ||
-        load_embedded(L, "sys", mqttc_sys_lua, sizeof mqttc_sys_lua) != 0) {
+    if (load_embedded(L, "log", mqttc_log_lua, sizeof mqttc_log_lua, 1) != 0 ||
+        load_embedded(L, "sys", mqttc_sys_lua, sizeof mqttc_sys_lua, 1) != 0) {
         return 1;
     }
     if (o->shims && load_embedded(L, "luatos_host", mqttc_luatos_host_lua,
-                                  sizeof mqttc_luatos_host_lua) != 0) {
+                                  sizeof mqttc_luatos_host_lua, 0) != 0) {
         return 1;
     }
     if (o->exit_after >= 0) {

@@ -34,3 +34,5 @@ sys.taskInit(function()
     log.info("test", "PASS", "host shims and redirect")
     sys.exit(0)
 end)
+-- The shim loader itself leaves no global behind.
+T.eq(rawget(_G, "luatos_host"), nil, "no luatos_host global")
