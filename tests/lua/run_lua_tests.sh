@@ -124,7 +124,7 @@ run t_runner_implicit_run 0 "$runner" "$here/t_implicit_run.lua"
 # Host shims and the broker redirect (env and option), --exit-after.
 run "t_host (MQTTC_LUA_BROKER)" 0 env MQTTC_LUA_BROKER=127.0.0.1:$port "$runner" "$here/t_host.lua"
 run "t_host (--broker)" 0 "$runner" --broker "127.0.0.1:$port" "$here/t_host.lua"
-run "t_host (--broker [::1]-style host)" 0 "$runner" --broker "[127.0.0.1]:$port" "$here/t_host.lua"
+run "t_host (--broker with a bracketed host)" 0 "$runner" --broker "[127.0.0.1]:$port" "$here/t_host.lua"
 run "--broker without a port" 1 "$runner" --broker 127.0.0.1 "$here/t_host.lua"
 run "--no-shims" 1 "$runner" --no-shims "$here/t_host.lua"
 run "--exit-after bad" 2 "$runner" --exit-after soon "$here/t_forever.lua"
