@@ -5,7 +5,7 @@
 #   asan-clang  clang, ASan+UBSan, -O2, corpora   build/asan-clang + ctest
 #   release     gcc -Os (MinSizeRel)              build/release    + ctest + core size report
 #   tsan        clang, ThreadSanitizer            build/tsan       + ctest (the threaded client)
-#   valgrind    unit tests and selftest of build/release under memcheck
+#   valgrind    unit tests, selftest and the short soak of build/release under memcheck
 #   fuzz        each libFuzzer target for FUZZ_SECONDS over a copy of its corpus
 #
 # Usage: scripts/test.sh [--quick] [--fuzz-seconds N]
@@ -215,6 +215,8 @@ else
   mapfile -t exes < <(find build/release/tests -maxdepth 1 -type f -name 'test_*' -perm -u+x | sort)
   [[ ${#exes[@]} -gt 0 ]] || die "no unit test executables in build/release/tests"
   [[ ! -x build/release/tools/mqttc_selftest ]] || exes+=(build/release/tools/mqttc_selftest)
+  # The short soak (fewer messages under valgrind; tests/soak/README.md).
+  [[ ! -x build/release/tests/soak/soak ]] || exes+=(build/release/tests/soak/soak)
   mkdir -p build/valgrind
   for exe in "${exes[@]}"; do
     left=$((VALGRIND_STAGE_LIMIT - (SECONDS - STAGE_START)))

@@ -323,6 +323,40 @@ static void read_opts(lua_State *L, lmqtt *m, bool *ipv6)
     }
 }
 
+/* MQTTC_LUA_BROKER=host:port (or [v6]:port) sends every mqtt.create() to
+ * that broker instead of the script's own host and port, so that a script
+ * written for a public broker runs unedited against a local one
+ * (docs/LUATOS.md). Pushes the host and returns the port; 0 when unset. */
+static lua_Integer broker_redirect(lua_State *L)
+{
+    const char *env = getenv("MQTTC_LUA_BROKER");
+    const char *colon, *host, *end;
+    char *stop;
+    long port;
+    if (env == NULL || env[0] == '\0') {
+        return 0;
+    }
+    colon = strrchr(env, ':');
+    if (colon == NULL) {
+        return luaL_error(L, "MQTTC_LUA_BROKER='%s': expected host:port", env);
+    }
+    port = strtol(colon + 1, &stop, 10);
+    if (colon[1] == '\0' || *stop != '\0' || port <= 0 || port > 65535) {
+        return luaL_error(L, "MQTTC_LUA_BROKER='%s': port must be 1..65535", env);
+    }
+    host = env;
+    end = colon;
+    if (host[0] == '[' && end > host + 1 && end[-1] == ']') {
+        host++;
+        end--;
+    }
+    if (end == host) {
+        return luaL_error(L, "MQTTC_LUA_BROKER='%s': empty host", env);
+    }
+    lua_pushlstring(L, host, (size_t)(end - host));
+    return (lua_Integer)port;
+}
+
 static int l_create(lua_State *L)
 {
     const char *host = luaL_checkstring(L, 2);
@@ -358,6 +392,14 @@ static int l_create(lua_State *L)
     }
     read_opts(L, m, &ipv6);
     (void)ipv6; /* the resolver picks the address family from the host */
+    port = broker_redirect(L);
+    if (port != 0) {
+        fprintf(stderr, "[info] mqtt.create: %s:%u redirected to %s:%lld (MQTTC_LUA_BROKER)\n",
+                host, (unsigned)m->port, lua_tostring(L, -1), (long long)port);
+        fflush(stderr);
+        set_setting(L, obj, "host");
+        m->port = (uint16_t)port;
+    }
     lua_pushvalue(L, obj);
     return 1;
 }

@@ -23,6 +23,7 @@ local subs = {}         -- topic -> list of functions / coroutines
 local queue = {}        -- pending {topic, n, ...}
 local qhead, qtail = 1, 0
 local exiting, exit_code = false, 0
+local deadline          -- mqtt._now() value at which sys.run() stops (runner's --exit-after)
 
 local function report(co, err)
     io.stderr:write("[error] sys task: ", debug.traceback(co, tostring(err)), "\n")
@@ -210,6 +211,7 @@ local function next_wait()
     for _, tm in pairs(timers) do
         if not soonest or tm.at < soonest then soonest = tm.at end
     end
+    if deadline and (not soonest or deadline < soonest) then soonest = deadline end
     if not soonest then return 1000 end
     return math.max(0, soonest - now())
 end
@@ -222,6 +224,11 @@ function sys.run()
         run_timers()
         dispatch_messages()
         if exiting then break end
+        if deadline and now() >= deadline then
+            io.stderr:write("[info] sys.run: time limit reached, stopping\n")
+            exiting = true
+            break
+        end
         if ntimers == 0 and qhead > qtail and clients == 0 then
             if ntasks > 0 then
                 io.stderr:write("[warn] sys.run: ", ntasks,
@@ -236,5 +243,11 @@ end
 
 -- Internal state for the mqttc-lua runner.
 function sys._exit_code() return exit_code end
+
+-- Runner hook (--exit-after): sys.run() stops ms milliseconds from now, with
+-- the exit code it has then (0 unless sys.exit or an error set one).
+function sys._deadline(ms)
+    deadline = now() + ms
+end
 
 return sys

@@ -121,6 +121,17 @@ grep -q 'as lua-ka-low (.*k15)' "$work/m.log" && grep -q 'as lua-ka-high (.*k600
 result "keepalive clamp seen by the broker" "$ok" "$(grep -E 'as lua-ka-' "$work/m.log")"
 
 run t_runner_implicit_run 0 "$runner" "$here/t_implicit_run.lua"
+# Host shims and the broker redirect (env and option), --exit-after.
+run "t_host (MQTTC_LUA_BROKER)" 0 env MQTTC_LUA_BROKER=127.0.0.1:$port "$runner" "$here/t_host.lua"
+run "t_host (--broker)" 0 "$runner" --broker "127.0.0.1:$port" "$here/t_host.lua"
+run "t_host (--broker with a bracketed host)" 0 "$runner" --broker "[127.0.0.1]:$port" "$here/t_host.lua"
+run "--broker without a port" 1 "$runner" --broker 127.0.0.1 "$here/t_host.lua"
+run "--no-shims" 1 "$runner" --no-shims "$here/t_host.lua"
+run "--exit-after bad" 2 "$runner" --exit-after soon "$here/t_forever.lua"
+start=$SECONDS
+run "t_forever (--exit-after 1)" 0 "$runner" --exit-after 1 "$here/t_forever.lua"
+ok=0; (( SECONDS - start <= 10 )) && ok=1
+result "--exit-after 1 ended within 10 s" "$ok" "$((SECONDS - start)) s"
 if [[ $plain == 1 ]]; then
   run "t_plain_lua (lua5.4 + require)" 0 lua5.4 "$here/t_plain_lua.lua"
 else
