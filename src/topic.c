@@ -2,6 +2,7 @@
  * Bytes of multi-byte UTF-8 sequences are all >= 0x80, so scanning byte by
  * byte for '/', '+' and '#' is safe before the UTF-8 check. */
 #include "mqttc/codec.h"
+#include "utf8_fast.h"
 
 int mqttc_topic_name_check(const char *s, size_t len)
 {
@@ -10,6 +11,11 @@ int mqttc_topic_name_check(const char *s, size_t len)
     }
     if (len == 0 || len > UINT16_MAX) {
         return MQTTC_ERR_BAD_TOPIC;
+    }
+    /* Plain ASCII words need no further look; the rest byte by byte. */
+    while (len >= 8 && mqttc_word_ascii(mqttc_word_at((const unsigned char *)s), 1)) {
+        s += 8;
+        len -= 8;
     }
     for (size_t i = 0; i < len; i++) {
         if (s[i] == '+' || s[i] == '#') {

@@ -1,5 +1,8 @@
 /* UTF-8 validation for MQTT strings (MQTT-1.5.3, RFC 3629). */
+#include <string.h>
+
 #include "mqttc/codec.h"
+#include "utf8_fast.h"
 
 int mqttc_utf8_check(const char *s, size_t len)
 {
@@ -10,6 +13,10 @@ int mqttc_utf8_check(const char *s, size_t len)
 
     if (s == NULL) {
         return MQTTC_ERR_INVALID_ARG;
+    }
+    /* Topics are mostly ASCII: eight bytes at a time while they are. */
+    while (len - i >= 8 && mqttc_word_ascii(mqttc_word_at(p + i), 0)) {
+        i += 8;
     }
     while (i < len) {
         uint32_t c = p[i++];

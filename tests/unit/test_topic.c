@@ -453,9 +453,43 @@ static void test_non_negative_values_read_as_success(void **state)
     assert_string_equal(mqttc_strerror(4096), "success");
 }
 
+/* The word-at-a-time fast path must see a bad byte at every position, and
+ * hand a multi-byte character that starts anywhere to the full check. */
+static void test_checks_find_bad_bytes_at_every_position(void **state)
+{
+    (void)state;
+    for (size_t len = 1; len <= 40; len++) {
+        for (size_t at = 0; at < len; at++) {
+            char buf[48];
+            memset(buf, 'a', len);
+            buf[at] = '\0';
+            assert_code(mqttc_utf8_check(buf, len), MQTTC_ERR_BAD_UTF8);
+            assert_code(mqttc_topic_name_check(buf, len), MQTTC_ERR_BAD_UTF8);
+            buf[at] = '+';
+            assert_code(mqttc_utf8_check(buf, len), 0);
+            assert_code(mqttc_topic_name_check(buf, len), MQTTC_ERR_BAD_TOPIC);
+            buf[at] = '#';
+            assert_code(mqttc_topic_name_check(buf, len), MQTTC_ERR_BAD_TOPIC);
+            buf[at] = (char)0x80; /* stray continuation byte */
+            assert_code(mqttc_utf8_check(buf, len), MQTTC_ERR_BAD_UTF8);
+            assert_code(mqttc_topic_name_check(buf, len), MQTTC_ERR_BAD_UTF8);
+            if (at + 1 < len) {
+                buf[at] = (char)0xC3; /* e-acute: valid */
+                buf[at + 1] = (char)0xA9;
+                assert_code(mqttc_utf8_check(buf, len), 0);
+                assert_code(mqttc_topic_name_check(buf, len), 0);
+                buf[at + 1] = '('; /* lead byte without its continuation */
+                assert_code(mqttc_utf8_check(buf, len), MQTTC_ERR_BAD_UTF8);
+                assert_code(mqttc_topic_name_check(buf, len), MQTTC_ERR_BAD_UTF8);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_checks_find_bad_bytes_at_every_position),
         cmocka_unit_test(test_utf8_accepts_ascii_and_empty),
         cmocka_unit_test(test_utf8_accepts_two_three_and_four_byte_sequences),
         cmocka_unit_test(test_utf8_allows_byte_order_mark),
