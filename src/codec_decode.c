@@ -201,12 +201,13 @@ static int decode_suback(reader *r, mqttc_packet *out)
     return 0;
 }
 
-int mqttc_decode(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *out)
+/* Checks every packet type shares: flags, and the exact Remaining Length of
+ * the fixed-size ones. */
+static int decode_begin(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *out)
 {
     /* Exact Remaining Length per type; 0xFF where it varies. */
     static const uint8_t fixed_len[16] = {0xFF, 0xFF, 2, 0xFF, 2, 2, 2, 2,
                                           0xFF, 0xFF, 0xFF, 2, 0, 0, 0, 0xFF};
-    reader r = {body, len, 0};
     unsigned type = first >> 4;
     int rc;
 
@@ -230,9 +231,15 @@ int mqttc_decode(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *o
     if (fixed_len[type] != 0xFF && len != fixed_len[type]) {
         return MQTTC_ERR_MALFORMED;
     }
-    switch (type) {
-    case MQTTC_CONNECT:
-        return decode_connect(&r, &out->u.connect);
+    return 0;
+}
+
+/* The bodies of the packets a server sends. */
+static int decode_from_server(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *out)
+{
+    reader r = {body, len, 0};
+    int rc;
+    switch (out->type) {
     case MQTTC_CONNACK:
         /* Reserved bits 7..1 of the flags byte (MQTT-3.2.2.1); return codes 0..5;
          * session present must be 0 when refused (MQTT-3.2.2-4). */
@@ -251,17 +258,50 @@ int mqttc_decode(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *o
         out->u.publish.payload = body + rc;
         out->u.publish.payload_len = out->u.publish.total_len;
         return 0;
-    case MQTTC_SUBSCRIBE:
-    case MQTTC_UNSUBSCRIBE:
-        return decode_entries(&r, out, type == MQTTC_SUBSCRIBE);
     case MQTTC_SUBACK:
         return decode_suback(&r, out);
-    case MQTTC_PINGREQ:
     case MQTTC_PINGRESP:
-    case MQTTC_DISCONNECT:
         return 0;
     default: /* PUBACK, PUBREC, PUBREL, PUBCOMP, UNSUBACK */
         return read_id(&r, &out->u.packet_id);
+    }
+}
+
+/* Packets only a client sends. */
+static bool client_only(unsigned type)
+{
+    return type == MQTTC_CONNECT || type == MQTTC_SUBSCRIBE || type == MQTTC_UNSUBSCRIBE ||
+           type == MQTTC_PINGREQ || type == MQTTC_DISCONNECT;
+}
+
+int mqttc_decode_incoming(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *out)
+{
+    int rc = decode_begin(first, body, len, out);
+    if (rc < 0) {
+        return rc;
+    }
+    return client_only(out->type) ? MQTTC_ERR_UNEXPECTED_PACKET
+                                  : decode_from_server(first, body, len, out);
+}
+
+int mqttc_decode(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *out)
+{
+    reader r = {body, len, 0};
+    int rc = decode_begin(first, body, len, out);
+    if (rc < 0) {
+        return rc;
+    }
+    switch (out->type) {
+    case MQTTC_CONNECT:
+        return decode_connect(&r, &out->u.connect);
+    case MQTTC_SUBSCRIBE:
+    case MQTTC_UNSUBSCRIBE:
+        return decode_entries(&r, out, out->type == MQTTC_SUBSCRIBE);
+    case MQTTC_PINGREQ:
+    case MQTTC_DISCONNECT:
+        return 0;
+    default:
+        return decode_from_server(first, body, len, out);
     }
 }
 

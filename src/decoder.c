@@ -18,6 +18,7 @@ int mqttc_decoder_init(mqttc_decoder *d, uint8_t *buf, size_t cap, uint32_t max_
     d->cap = cap;
     d->max_packet = max_packet ? max_packet : MQTTC_MAX_REMAINING_LENGTH + MQTTC_MAX_FIXED_HEADER;
     d->stream = stream;
+    d->decode = mqttc_decode_incoming;
     return 0;
 }
 
@@ -158,7 +159,7 @@ int mqttc_decoder_next(mqttc_decoder *d, mqttc_packet *out)
     if (total > avail) {
         return 0;
     }
-    rc = mqttc_decode(first, d->buf + d->start + hl, rem, out);
+    rc = d->decode(first, d->buf + d->start + hl, rem, out);
     if (rc < 0) {
         return fail(d, rc);
     }

@@ -174,6 +174,7 @@ int main(void)
         puts("FAIL: setup");
         return 1;
     }
+    d.broker_dec.decode = mqttc_decode; /* the broker reads client packets */
     memset(&req, 0, sizeof req);
     req.kind = MQTTC_REQ_SUBSCRIBE;
     req.subs = &sub;

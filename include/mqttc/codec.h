@@ -246,6 +246,15 @@ MQTTC_API int mqttc_encode_unsubscribe(uint8_t *buf, size_t cap, uint16_t packet
 MQTTC_API int mqttc_decode(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *out);
 
 /**
+ * @brief mqttc_decode() for a client: only the packets a server sends
+ *        (CONNACK, PUBLISH, PUBACK, PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK,
+ *        PINGRESP). A packet only clients send gives MQTTC_ERR_UNEXPECTED_PACKET
+ *        after the header checks; the code that decodes them is not linked in.
+ */
+MQTTC_API int mqttc_decode_incoming(uint8_t first, const uint8_t *body, size_t len,
+                                    mqttc_packet *out);
+
+/**
  * @brief Decode the variable header of a PUBLISH (topic and packet id) from
  *        the first `len` bytes of its body, without the payload.
  * @return the variable header's size; 0 if `len` is too short to hold it;

@@ -48,6 +48,10 @@ typedef struct mqttc_decoder {
     size_t hold;         /**< streaming: bytes at the front holding the PUBLISH header */
     mqttc_publish pub;   /**< streaming: decoded variable header */
     int error;           /**< sticky: once set, every call returns it */
+    /** Decodes each framed packet: mqttc_decode_incoming() after init (a
+     *  client's view); set it to mqttc_decode to accept both directions (a
+     *  broker, a test). */
+    int (*decode)(uint8_t first, const uint8_t *body, size_t len, mqttc_packet *out);
 } mqttc_decoder;
 
 /**

@@ -319,6 +319,7 @@ static void fuzz_stream(uint8_t cfg, const uint8_t *data, size_t size) {
     uint8_t *buf = pool + sizeof pool - cap;
     mqttc_decoder d;
     if (mqttc_decoder_init(&d, buf, cap, max_packet, stream) != 0) FAIL("init failed, cap %zu", cap);
+    d.decode = mqttc_decode; /* both directions */
     memset(&piece, 0, sizeof piece);
 
     size_t pos = 0;

@@ -553,6 +553,7 @@ static void setup(uint8_t cfg, uint8_t lim, uint8_t opt) {
     if (mqttc_engine_init(&engine, &c) != 0) FAIL("engine init failed");
     if (mqttc_decoder_init(&broker, broker_buf, sizeof broker_buf, 0, true) != 0)
         FAIL("broker decoder init failed");
+    broker.decode = mqttc_decode; /* the broker reads client packets */
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

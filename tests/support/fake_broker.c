@@ -118,6 +118,7 @@ void fb_reset_capture(fake_broker *fb)
     fb->capture_read = 0;
     fb->written_total = 0;
     assert_int_equal(mqttc_decoder_init(&fb->dec, fb->dec_buf, sizeof fb->dec_buf, 0, false), 0);
+    fb->dec.decode = mqttc_decode; /* reads what the client sends */
 }
 
 void fb_setup(fake_broker *fb)
@@ -629,7 +630,11 @@ bool fb_net_accept(fb_net *n, int timeout_ms)
         return false;
     n->accepted++;
     /* a fresh stream: forget any partial packet of the last connection */
-    return mqttc_decoder_init(&n->dec, n->dec_buf, sizeof n->dec_buf, 0, false) == 0;
+    if (mqttc_decoder_init(&n->dec, n->dec_buf, sizeof n->dec_buf, 0, false) != 0) {
+        return false;
+    }
+    n->dec.decode = mqttc_decode; /* reads what the client sends */
+    return true;
 }
 
 int fb_net_recv(fb_net *n, mqttc_packet *out, int timeout_ms)

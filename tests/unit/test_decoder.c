@@ -274,6 +274,7 @@ static void check_stream(size_t cap, const struct feeder *f)
     assert_non_null(buf);
     mqttc_decoder d;
     assert_code(mqttc_decoder_init(&d, buf, cap, 0, false), 0);
+    d.decode = mqttc_decode;
     static struct recorder rec;
     rec.n = 0;
     assert_code(drive(&d, mixed_stream, sizeof mixed_stream, f, record, &rec), 0);
@@ -293,6 +294,7 @@ static void test_init_rejects_null_buffer_and_tiny_capacity(void **state)
     assert_code(mqttc_decoder_init(&d, buf, 15, 0, false), MQTTC_ERR_INVALID_ARG);
     assert_code(mqttc_decoder_init(&d, buf, 0, 0, true), MQTTC_ERR_INVALID_ARG);
     assert_code(mqttc_decoder_init(&d, buf, 16, 0, false), 0);
+    d.decode = mqttc_decode;
     assert_int_equal(mqttc_decoder_pending(&d), 0);
     mqttc_packet p;
     assert_code(mqttc_decoder_next(&d, &p), 0); /* nothing yet */
@@ -325,6 +327,7 @@ static void test_stream_split_in_two_at_every_point_yields_every_packet(void **s
         uint8_t buf[256];
         mqttc_decoder d;
         assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+        d.decode = mqttc_decode;
         rec.n = 0;
         assert_code(drive(&d, mixed_stream, split, &f, record, &rec), 0);
         assert_code(drive(&d, mixed_stream + split, sizeof mixed_stream - split, &f, record, &rec),
@@ -376,6 +379,7 @@ static void test_pending_counts_bytes_not_yet_returned(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    d.decode = mqttc_decode;
     size_t n = tu_unhex("20 02 00 00 40 02 00", in, sizeof in); /* CONNACK + 3 bytes of PUBACK */
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     assert_int_equal(mqttc_decoder_pending(&d), 7);
@@ -400,6 +404,7 @@ static void test_space_is_zero_when_full_until_next_frees_room(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    d.decode = mqttc_decode;
     /* Five PUBACKs: 20 bytes, of which 16 fit. */
     size_t n = tu_unhex("40 02 00 01 40 02 00 02 40 02 00 03 40 02 00 04 40 02 00 05", in,
                      sizeof in);
@@ -434,6 +439,7 @@ static void test_packet_exactly_filling_the_buffer_is_accepted(void **state)
     size_t n = tu_unhex("30 0E 00 01 74 30 31 32 33 34 35 36 37 38 39 41", in, sizeof in);
     assert_int_equal(n, 16);
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    d.decode = mqttc_decode;
     assert_int_equal(mqttc_decoder_feed(&d, in, n), 16);
     assert_code(mqttc_decoder_next(&d, &p), 1);
     assert_int_equal(p.u.publish.payload_len, 11);
@@ -443,6 +449,7 @@ static void test_packet_exactly_filling_the_buffer_is_accepted(void **state)
     /* One byte more does not fit and is not streamed. */
     n = tu_unhex("30 0F 00 01 74 30 31 32 33 34 35 36 37 38 39 41 42", in, sizeof in);
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    d.decode = mqttc_decode;
     const struct feeder f = { ONE, 1, false };
     static struct recorder rec;
     rec.n = 0;
@@ -461,6 +468,7 @@ static void test_max_packet_is_enforced_at_the_boundary(void **state)
     /* SUBACK with 8 codes: RL 10, 12 bytes in all. */
     size_t n = tu_unhex("90 0A 00 01 00 01 02 00 01 02 00 01", in, sizeof in);
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 12, false), 0);
+    d.decode = mqttc_decode;
     rec.n = 0;
     assert_code(drive(&d, in, n, &f, record, &rec), 0);
     assert_int_equal(rec.n, 1);
@@ -469,6 +477,7 @@ static void test_max_packet_is_enforced_at_the_boundary(void **state)
     /* 9 codes: 13 bytes, one over. */
     n = tu_unhex("90 0B 00 01 00 01 02 00 01 02 00 01 02", in, sizeof in);
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 12, false), 0);
+    d.decode = mqttc_decode;
     rec.n = 0;
     assert_code(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
@@ -476,6 +485,7 @@ static void test_max_packet_is_enforced_at_the_boundary(void **state)
     /* The limit applies to PUBLISH with streaming on as well. */
     n = tu_unhex("30 0B 00 01 74 61 62 63 64 65 66 67 68", in, sizeof in);
     assert_code(mqttc_decoder_init(&d, buf, 16, 12, true), 0);
+    d.decode = mqttc_decode;
     rec.n = 0;
     assert_code(drive(&d, in, n, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
 }
@@ -491,17 +501,20 @@ static void test_256mb_claim_is_rejected_from_the_header_alone(void **state)
     size_t n = tu_unhex("30 FF FF FF 7F", in, sizeof in);
 
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 1024u * 1024u, true), 0);
+    d.decode = mqttc_decode;
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
 
     /* Without streaming it cannot fit the buffer, whatever max_packet says. */
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    d.decode = mqttc_decode;
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
 
     /* Also for a type that can never be streamed. */
     n = tu_unhex("90 FF FF FF 7F", in, sizeof in);
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    d.decode = mqttc_decode;
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_PACKET_TOO_LARGE);
 }
@@ -514,6 +527,7 @@ static void test_streaming_accepts_protocol_maximum_when_unlimited(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    d.decode = mqttc_decode;
     /* Remaining Length 268,435,450: 268,435,455 bytes in all, legal by any reading of
        "the protocol maximum". */
     size_t n = tu_unhex("30 FA FF FF 7F", in, sizeof in);
@@ -581,6 +595,7 @@ static void test_publish_larger_than_buffer_without_streaming_is_too_large(void 
         static struct recorder rec;
         rec.n = 0;
         assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+        d.decode = mqttc_decode;
         assert_code(drive(&d, in, sizeof in, &feeders[i], record, &rec),
                   MQTTC_ERR_PACKET_TOO_LARGE);
         assert_int_equal(rec.n, 0);
@@ -604,6 +619,7 @@ static void test_non_publish_larger_than_buffer_is_too_large_even_when_streaming
     rec.n = 0;
     const struct feeder f = { MIXED, sizeof MIXED / sizeof MIXED[0], false };
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    d.decode = mqttc_decode;
     assert_code(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 }
@@ -699,6 +715,7 @@ static void stream_big(const struct feeder *f, size_t cap)
     assert_non_null(buf);
     mqttc_decoder d;
     assert_code(mqttc_decoder_init(&d, buf, cap, 0, true), 0);
+    d.decode = mqttc_decode;
     static struct piece_check c;
     memset(&c, 0, sizeof c);
     c.dbuf = buf;
@@ -750,6 +767,7 @@ static void test_streaming_publish_that_fits_arrives_whole(void **state)
     rec.n = 0;
     const struct feeder f = { ONE, 1, false };
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    d.decode = mqttc_decode;
     assert_code(drive(&d, mixed_stream, sizeof mixed_stream, &f, record, &rec), 0);
     assert_records(&rec, stream_expect, stream_n_expect);
 }
@@ -771,6 +789,7 @@ static void test_streamed_publish_topic_must_fit_in_buffer(void **state)
     rec.n = 0;
     const struct feeder f = { ALL, 1, false };
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    d.decode = mqttc_decode;
     assert_code(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 }
@@ -793,6 +812,7 @@ static void test_streamed_publish_header_filling_buffer_is_too_large(void **stat
     rec.n = 0;
     const struct feeder f = { ALL, 1, false };
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    d.decode = mqttc_decode;
     assert_code(drive(&d, in, sizeof in, &f, record, &rec), MQTTC_ERR_PACKET_TOO_LARGE);
     assert_int_equal(rec.n, 0);
 }
@@ -809,6 +829,7 @@ static int first_error(const char *hex, bool stream)
     rec.n = 0;
     const struct feeder f = { ONE, 1, false };
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, stream), 0);
+    d.decode = mqttc_decode;
     return drive(&d, in, n, &f, record, &rec);
 }
 
@@ -842,6 +863,7 @@ static void test_errors_are_sticky_until_reset(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    d.decode = mqttc_decode;
     size_t n = tu_unhex("20 03 00 00 00", in, sizeof in); /* CONNACK with RL 3 */
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     assert_code(mqttc_decoder_next(&d, &p), MQTTC_ERR_MALFORMED);
@@ -881,6 +903,7 @@ static void test_reset_discards_buffered_bytes(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, false), 0);
+    d.decode = mqttc_decode;
     size_t n = tu_unhex("30 0A 00 03 61", in, sizeof in); /* half a PUBLISH */
     assert_int_equal(mqttc_decoder_feed(&d, in, n), n);
     assert_code(mqttc_decoder_next(&d, &p), 0);
@@ -901,6 +924,7 @@ static void test_reset_in_the_middle_of_a_streamed_publish(void **state)
     mqttc_decoder d;
     mqttc_packet p;
     assert_code(mqttc_decoder_init(&d, buf, sizeof buf, 0, true), 0);
+    d.decode = mqttc_decode;
     /* The PUBACK, the PUBLISH header and about 2 KB of its payload. */
     size_t fed = 0;
     int pieces = 0;
@@ -1064,6 +1088,7 @@ static void test_random_bytes_never_crash(void **state)
         assert_non_null(buf);
         mqttc_decoder d;
         assert_code(mqttc_decoder_init(&d, buf, cap, max, stream), 0);
+        d.decode = mqttc_decode;
         struct fuzz_ctx c = { buf, cap, 0 };
         int rc = drive(&d, data, len, &f, fuzz_packet, &c);
         packets += c.packets;
