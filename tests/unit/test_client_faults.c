@@ -594,7 +594,7 @@ static void random_rule(bool sub_side, proxy_cut *r, int *kind)
     static const uint8_t from_sender[] = {MQTTC_PUBLISH, MQTTC_PUBLISH, MQTTC_PUBREL};
     static const uint8_t from_receiver[] = {MQTTC_PUBACK, MQTTC_PUBREC, MQTTC_PUBCOMP};
     bool sender_dir = rnd() % 2 == 0; /* the direction the messages travel */
-    uint32_t k = rnd_in(20, 400);     /* a cut every few hundred messages */
+    uint32_t k = rnd_in(1, 200);      /* with the gap before arming: every few hundred */
     memset(r, 0, sizeof *r);
     r->how = rnd() % 3 == 0 ? PROXY_RESET : PROXY_CLOSE;
     /* the messages go up at the publisher, down at the subscriber */
@@ -602,7 +602,7 @@ static void random_rule(bool sub_side, proxy_cut *r, int *kind)
     if (rnd() % 4 == 0) {
         r->type = 0;
         *kind = K_BYTES;
-        /* about k messages' worth (acks are 4 bytes, PUBLISHes 13-45): mostly mid-packet */
+        /* about k messages' worth (acks are 4 bytes, PUBLISHes 13-41): mostly mid-packet */
         r->bytes = (uint64_t)k * (sender_dir ? 20u : 5u) + rnd_in(0, 40);
         return;
     }
@@ -639,14 +639,26 @@ typedef struct side {
     bool sub;
     proxy_cut r;
     int kind;
-    uint64_t m0; /* the proxy's `matched` when r was armed */
+    uint64_t m0;   /* the proxy's `matched` when r was armed */
+    bool waiting;  /* for progress before the next rule is armed */
+    size_t arm_at; /* ... up to this */
 } side;
 
-static void arm_next(side *sd, bool after_match)
+/* Progress of a side: completions at the publisher, first deliveries at
+ * the subscriber. */
+static size_t progress(flow *f, bool sub)
+{
+    size_t n;
+    pthread_mutex_lock(&f->mu);
+    n = sub ? f->unique[1] + f->unique[2] : f->published;
+    pthread_mutex_unlock(&f->mu);
+    return n;
+}
+
+static void arm_next(side *sd, bool handshake)
 {
     proxy_stats st;
-    /* sometimes the reconnection that follows a cut is cut in its handshake */
-    if (after_match && sd->kind != K_HANDSHAKE && rnd() % 6 == 0) {
+    if (handshake) {
         handshake_rule(&sd->r);
         sd->kind = K_HANDSHAKE;
     } else {
@@ -697,10 +709,13 @@ static void cuts_mid_stream(void **state)
     assert_non_null(f);
     start_clients(x, &co, &co);
 
-    /* A rule armed on each proxy at all times: when one matches, the next is
-     * armed at once (it counts from then, on the reconnection). The rules
-     * count packets, so the cuts keep pace with the stream whatever its
-     * speed; the loop only polls. */
+    /* A rule armed on each proxy: when one matches, the next is armed once
+     * that side has made progress again (50-250 messages completed or first
+     * delivered), or at once when it is for the reconnection's handshake.
+     * The rules count packets and the gaps count messages, so the cuts keep
+     * pace with the stream whatever its speed (a subscriber's reconnection
+     * makes the broker re-send its whole window, which must not count as
+     * progress); the loop only polls. */
     memset(sd, 0, sizeof sd);
     sd[0].px = x->pp;
     sd[1].px = x->ps;
@@ -715,10 +730,21 @@ static void cuts_mid_stream(void **state)
         for (i = 0; i < 2; i++) {
             proxy_stats st;
             proxy_get_stats(sd[i].px, &st);
-            if (st.matched > sd[i].m0) {
+            if (sd[i].waiting) {
+                if (progress(f, sd[i].sub) >= sd[i].arm_at) {
+                    sd[i].waiting = false;
+                    arm_next(&sd[i], false);
+                    tl.armed++;
+                }
+            } else if (st.matched > sd[i].m0) {
                 tally(&tl, &sd[i]);
-                arm_next(&sd[i], true);
-                tl.armed++;
+                if (sd[i].kind != K_HANDSHAKE && rnd() % 6 == 0) {
+                    arm_next(&sd[i], true); /* the handshake of the reconnection */
+                    tl.armed++;
+                } else {
+                    sd[i].waiting = true;
+                    sd[i].arm_at = progress(f, sd[i].sub) + rnd_in(50, 250);
+                }
             }
         }
         pause_ms(2);
@@ -727,6 +753,9 @@ static void cuts_mid_stream(void **state)
         proxy_stats st;
         proxy_disarm(sd[i].px);
         proxy_get_stats(sd[i].px, &st);
+        if (sd[i].waiting) {
+            continue;
+        }
         if (st.matched > sd[i].m0) {
             tally(&tl, &sd[i]);
         } else {
