@@ -32,8 +32,13 @@
 
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,6 +573,164 @@ static uint64_t pick_seed(void)
     return (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
 }
 
+/* ---- the proxy's own rules, byte-exact --------------------------------- */
+
+typedef struct raw_result {
+    size_t got;    /* bytes received before the end */
+    int end_errno; /* 0: EOF; else the read error (ECONNRESET for RST); -1: timeout */
+} raw_result;
+
+/* Connect a raw socket to `port`, send a CONNECT, read until the connection
+ * ends (at most 5 s). */
+static raw_result raw_exchange(uint16_t port, uint8_t *buf, size_t cap)
+{
+    raw_result r = {0, -1};
+    mqttc_connect c;
+    uint8_t pkt[128];
+    struct sockaddr_in a;
+    uint64_t deadline = broker_now_ms() + 5000;
+    int fd, len;
+    memset(&c, 0, sizeof c);
+    c.client_id.data = "fx-raw";
+    c.client_id.len = 6;
+    c.keepalive = 60;
+    c.clean_session = true;
+    len = mqttc_encode_connect(pkt, sizeof pkt, &c);
+    assert_true(len > 0);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(port);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        write(fd, pkt, (size_t)len) != (ssize_t)len) {
+        close(fd);
+        fail_msg("cannot talk to the proxy: %s", strerror(errno));
+    }
+    while (broker_now_ms() < deadline) {
+        struct pollfd p = {fd, POLLIN, 0};
+        ssize_t n;
+        if (poll(&p, 1, 50) <= 0) {
+            continue;
+        }
+        n = read(fd, buf + r.got, cap - r.got);
+        if (n > 0) {
+            r.got += (size_t)n;
+            if (r.got == cap) {
+                break;
+            }
+            continue;
+        }
+        r.end_errno = n == 0 ? 0 : errno;
+        break;
+    }
+    close(fd);
+    return r;
+}
+
+static void proxy_rules(void **state)
+{
+    fixture *x = *state;
+    proxy *px = x->pp;
+    proxy_cut r;
+    proxy_policy pol;
+    proxy_stats st;
+    uint8_t buf[64];
+    raw_result res;
+
+    /* no rule: the whole CONNACK (4 bytes), and the connection stays up
+     * until the test closes it (a timeout here) */
+    res = raw_exchange(proxy_port(px), buf, 4);
+    assert_int_equal(res.got, 4);
+    assert_int_equal(buf[0], 0x20);
+
+    memset(&r, 0, sizeof r);
+    r.dir = PROXY_DOWN;
+    r.type = MQTTC_CONNACK;
+    r.nth = 1;
+    r.when = PROXY_BEFORE;
+    assert_int_equal(proxy_arm(px, &r), 0);
+    res = raw_exchange(proxy_port(px), buf, sizeof buf);
+    assert_int_equal(res.got, 0);
+    assert_int_equal(res.end_errno, 0);
+    assert_false(proxy_armed(px));
+
+    r.when = PROXY_INSIDE;
+    r.inside = 3;
+    assert_int_equal(proxy_arm(px, &r), 0);
+    res = raw_exchange(proxy_port(px), buf, sizeof buf);
+    assert_int_equal(res.got, 3);
+    assert_int_equal(res.end_errno, 0);
+
+    r.when = PROXY_AFTER;
+    r.how = PROXY_RESET;
+    assert_int_equal(proxy_arm(px, &r), 0);
+    res = raw_exchange(proxy_port(px), buf, sizeof buf);
+    assert_int_equal(res.got, 4);
+    /* RST with the data: Linux delivers the bytes and then the reset */
+    assert_true(res.end_errno == ECONNRESET || res.end_errno == 0);
+
+    /* a byte count: exactly that many, then FIN */
+    memset(&r, 0, sizeof r);
+    r.dir = PROXY_DOWN;
+    r.bytes = 2;
+    assert_int_equal(proxy_arm(px, &r), 0);
+    res = raw_exchange(proxy_port(px), buf, sizeof buf);
+    assert_int_equal(res.got, 2);
+    assert_int_equal(res.end_errno, 0);
+
+    /* the CONNECT cut inside: the broker never answers */
+    memset(&r, 0, sizeof r);
+    r.dir = PROXY_UP;
+    r.type = MQTTC_CONNECT;
+    r.nth = 1;
+    r.when = PROXY_INSIDE;
+    r.inside = 5;
+    assert_int_equal(proxy_arm(px, &r), 0);
+    res = raw_exchange(proxy_port(px), buf, sizeof buf);
+    assert_int_equal(res.got, 0);
+
+    /* the 2nd CONNACK counted from arming: the first connection passes */
+    memset(&r, 0, sizeof r);
+    r.dir = PROXY_DOWN;
+    r.type = MQTTC_CONNACK;
+    r.nth = 2;
+    r.when = PROXY_BEFORE;
+    assert_int_equal(proxy_arm(px, &r), 0);
+    res = raw_exchange(proxy_port(px), buf, 4);
+    assert_int_equal(res.got, 4);
+    assert_true(proxy_armed(px));
+    res = raw_exchange(proxy_port(px), buf, sizeof buf);
+    assert_int_equal(res.got, 0);
+    assert_false(proxy_armed(px));
+
+    /* one byte per send() */
+    memset(&pol, 0, sizeof pol);
+    pol.split[PROXY_DOWN] = true;
+    proxy_set_policy(px, &pol);
+    proxy_get_stats(px, &st);
+    {
+        uint64_t w0 = st.writes[PROXY_DOWN], b0 = st.bytes[PROXY_DOWN];
+        res = raw_exchange(proxy_port(px), buf, 4);
+        assert_int_equal(res.got, 4);
+        proxy_get_stats(px, &st);
+        assert_int_equal(st.bytes[PROXY_DOWN] - b0, 4);
+        assert_int_equal(st.writes[PROXY_DOWN] - w0, 4);
+    }
+    memset(&pol, 0, sizeof pol);
+    proxy_set_policy(px, &pol);
+
+    proxy_get_stats(px, &st);
+    print_message("proxy rules: %" PRIu64 " connections, %" PRIu64 " rules matched, %" PRIu64
+                  " cuts, %" PRIu64 " CONNECT up, %" PRIu64 " CONNACK down\n",
+                  st.accepted, st.matched, st.cuts, st.packets[PROXY_UP][MQTTC_CONNECT],
+                  st.packets[PROXY_DOWN][MQTTC_CONNACK]);
+    assert_int_equal(st.matched, 6);
+    assert_int_equal(st.cuts, 6);
+    assert_int_equal(st.bad_framing[0] + st.bad_framing[1], 0);
+}
+
 /* ---- cuts mid-stream ----------------------------------------------------- */
 
 static size_t len_small(int q, int seq)
@@ -994,6 +1157,7 @@ static void split(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(proxy_rules, setup, teardown),
         cmocka_unit_test_setup_teardown(cuts_mid_stream, setup_full_log, teardown),
         cmocka_unit_test_setup_teardown(stall_publisher, setup, teardown),
         cmocka_unit_test_setup_teardown(stall_subscriber, setup, teardown),
