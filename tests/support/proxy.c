@@ -75,6 +75,8 @@ struct proxy {
     bool armed;
     proxy_cut rule;
     uint64_t rule_count; /* packets of the type, or bytes, read since arming */
+    proxy_cut next[PROXY_MAX_RULES]; /* armed in turn when `rule` matches */
+    size_t nnext;
 
     proxy_stats st;
     pair pairs[PROXY_MAX_CONNS];
@@ -247,8 +249,15 @@ static void accept_one(proxy *p)
 /* The rule matched at stream offset `at` of direction `dir` of `pr`. */
 static void rule_consumed(proxy *p)
 {
-    p->armed = false;
     p->st.matched++;
+    p->rule_count = 0;
+    if (p->nnext > 0) {
+        p->rule = p->next[0];
+        memmove(p->next, p->next + 1, (p->nnext - 1) * sizeof p->next[0]);
+        p->nnext--;
+    } else {
+        p->armed = false;
+    }
     changed(p);
 }
 
@@ -284,10 +293,14 @@ static void place_packet_cut(pdir *d)
     d->pmatch = false;
 }
 
-/* Follow the framing over new bytes [from, from+n) and apply the rule. */
+/* Follow the framing over new bytes [from, from+n) and apply the rule.
+ * Bytes past a cut point are never forwarded: they are not looked at. */
 static void parse(proxy *p, proxy_dir dir, pdir *d, uint64_t from, size_t n)
 {
     size_t i = 0;
+    if (d->cut_at != NO_OFF && d->cut_at - from < n) {
+        n = d->cut_at > from ? (size_t)(d->cut_at - from) : 0;
+    }
     /* a byte rule: how far into these bytes it reaches */
     if (p->armed && p->rule.type == 0 && p->rule.dir == dir) {
         uint64_t need = p->rule.bytes - p->rule_count;
@@ -302,7 +315,7 @@ static void parse(proxy *p, proxy_dir dir, pdir *d, uint64_t from, size_t n)
             p->rule_count += n;
         }
     }
-    while (i < n) {
+    while (i < n && from + i < d->cut_at) {
         uint8_t b = d->buf[(from + i) % PROXY_BUF_SIZE];
         switch (d->ps) {
         case PS_TYPE:
@@ -725,27 +738,55 @@ void proxy_set_policy(proxy *p, const proxy_policy *pol)
     wake(p);
 }
 
+static bool rule_valid(const proxy_cut *cut)
+{
+    return (cut->dir == PROXY_UP || cut->dir == PROXY_DOWN) && cut->type <= 15 &&
+           (cut->type == 0 || cut->nth > 0) && (cut->type != 0 || cut->bytes > 0) &&
+           (cut->how == PROXY_CLOSE || cut->how == PROXY_RESET) &&
+           (cut->when == PROXY_BEFORE || cut->when == PROXY_INSIDE || cut->when == PROXY_AFTER);
+}
+
 int proxy_arm(proxy *p, const proxy_cut *cut)
 {
-    if ((cut->dir != PROXY_UP && cut->dir != PROXY_DOWN) || cut->type > 15 ||
-        (cut->type != 0 && cut->nth == 0) || (cut->type == 0 && cut->bytes == 0) ||
-        (cut->how != PROXY_CLOSE && cut->how != PROXY_RESET) ||
-        (cut->when != PROXY_BEFORE && cut->when != PROXY_INSIDE && cut->when != PROXY_AFTER)) {
+    if (!rule_valid(cut)) {
         return -1;
     }
     pthread_mutex_lock(&p->mu);
     p->rule = *cut;
     p->rule_count = 0;
+    p->nnext = 0;
     p->armed = true;
     pthread_mutex_unlock(&p->mu);
     wake(p);
     return 0;
 }
 
+int proxy_arm_then(proxy *p, const proxy_cut *cut)
+{
+    int rc = 0;
+    if (!rule_valid(cut)) {
+        return -1;
+    }
+    pthread_mutex_lock(&p->mu);
+    if (!p->armed) {
+        p->rule = *cut;
+        p->rule_count = 0;
+        p->armed = true;
+    } else if (p->nnext < PROXY_MAX_RULES) {
+        p->next[p->nnext++] = *cut;
+    } else {
+        rc = -1;
+    }
+    pthread_mutex_unlock(&p->mu);
+    wake(p);
+    return rc;
+}
+
 void proxy_disarm(proxy *p)
 {
     pthread_mutex_lock(&p->mu);
     p->armed = false;
+    p->nnext = 0;
     pthread_mutex_unlock(&p->mu);
 }
 

@@ -41,6 +41,7 @@
 #define PROXY_MAX_CONNS 8       /* open connection pairs at once; more are refused */
 #define PROXY_BUF_SIZE 65536    /* per direction and connection */
 #define PROXY_CONNECT_TIMEOUT_MS 2000
+#define PROXY_MAX_RULES 8       /* rules waiting behind the armed one */
 
 typedef struct proxy proxy;
 
@@ -112,10 +113,17 @@ void proxy_stop(proxy *p);
 /** Replace the policy. */
 void proxy_set_policy(proxy *p, const proxy_policy *pol);
 
-/** Arm a cut rule (replacing an armed one). 0, or -1 when the rule is invalid. */
+/** Arm a cut rule (replacing an armed one and any waiting behind it).
+ *  0, or -1 when the rule is invalid. */
 int proxy_arm(proxy *p, const proxy_cut *cut);
 
-/** Forget the armed rule, if any. */
+/** Queue a rule to be armed the moment the armed one matches (its count
+ *  starts there), or arm it now if none is armed: a sequence of cuts with no
+ *  window for a race ("the PUBCOMP, then the reconnection's CONNECT").
+ *  0, or -1 when invalid or PROXY_MAX_RULES are already waiting. */
+int proxy_arm_then(proxy *p, const proxy_cut *cut);
+
+/** Forget the armed rule and those waiting, if any. */
 void proxy_disarm(proxy *p);
 
 /** True while a rule is armed and has not matched. */
