@@ -103,7 +103,7 @@ typedef struct flow {
     bool end_marker;
     unsigned sub_conn;
     uint16_t first_id[3][NSEQ_MAX];
-    uint8_t first_conn[3][NSEQ_MAX];
+    uint16_t first_conn[3][NSEQ_MAX];
     char notes[MAX_NOTES][200];
     size_t nnotes;
     /* QoS 2 second deliveries, for explaining them from the broker's log */
@@ -215,7 +215,7 @@ static void on_sub_event(mqttc_client *c, const mqttc_client_event *ev, void *us
             if (f->recv[q][seq]++ > 0) {
                 f->dups[q]++;
                 f->dups_flagged[q] += ev->u.message.dup;
-                f->dups_same_conn[q] += f->first_conn[q][seq] == (uint8_t)f->sub_conn;
+                f->dups_same_conn[q] += f->first_conn[q][seq] == (uint16_t)f->sub_conn;
                 if (q == 2 && f->nq2_dup < MAX_Q2_DUPS) {
                     f->q2_dup[f->nq2_dup].first_id = f->first_id[q][seq];
                     f->q2_dup[f->nq2_dup].id = (uint16_t)ev->u.message.msg_id;
@@ -230,7 +230,7 @@ static void on_sub_event(mqttc_client *c, const mqttc_client_event *ev, void *us
             } else {
                 f->unique[q]++;
                 f->first_id[q][seq] = (uint16_t)ev->u.message.msg_id;
-                f->first_conn[q][seq] = (uint8_t)f->sub_conn;
+                f->first_conn[q][seq] = (uint16_t)f->sub_conn;
             }
             f->qos_mismatch += ev->u.message.qos != q;
         } else {
