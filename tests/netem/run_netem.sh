@@ -44,12 +44,18 @@ skip() {
 }
 
 cleanup() {
+  local pids
   [[ -z $SUB_PID ]] || kill "$SUB_PID" 2>/dev/null || true
   if [[ -n $BROKER_PID ]]; then
     kill "$BROKER_PID" 2>/dev/null || true
     wait "$BROKER_PID" 2>/dev/null || true
   fi
-  [[ $NS_MADE -eq 0 ]] || ip netns del "$NS" 2>/dev/null || true
+  if [[ $NS_MADE -eq 1 ]]; then
+    # anything still running in our namespace was started by this script
+    pids=$(ip netns pids "$NS" 2>/dev/null || true)
+    [[ -z $pids ]] || kill $pids 2>/dev/null || true
+    ip netns del "$NS" 2>/dev/null || true
+  fi
   [[ -z $WORK ]] || rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -102,7 +108,9 @@ log_type notice
 log_type subscribe
 listener 1883 127.0.0.1
 EOF
-inns "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.out" 2>&1 &
+# not through inns(): a function in the background is a subshell, and $!
+# must be the broker (ip netns exec execs it)
+ip netns exec "$NS" "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/mosquitto.out" 2>&1 &
 BROKER_PID=$!
 up=0
 for _ in $(seq 1 100); do # at most ~10 s (each try crosses the netem link)
@@ -130,7 +138,7 @@ fail=0
 for q in 1 2; do
   out=$WORK/sub$q.out
   : >"$out"
-  inns timeout $((FLOW_TIMEOUT + 10)) "$MQTTC" sub -h 127.0.0.1 -t "netem/q$q" -q "$q" \
+  ip netns exec "$NS" "$MQTTC" sub -h 127.0.0.1 -t "netem/q$q" -q "$q" \
     -i "netem-sub-$q" -W "$FLOW_TIMEOUT" >"$out" 2>"$WORK/sub$q.err" &
   SUB_PID=$!
   if ! wait_file_has "$WORK/mosquitto.log" "netem-sub-$q $q netem/q$q" 30; then
