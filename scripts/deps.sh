@@ -11,6 +11,7 @@ PACKAGES=(
   valgrind                         # memcheck stage of scripts/test.sh
   mosquitto mosquitto-clients      # a real broker for integration tests and the demo
   openssl                          # throwaway CA and certificates for the TLS tests
+  iproute2                         # ip netns and tc for tests/netem (a link with loss and delay)
 )
 
 # Libraries for the layers being added. Add here, never install by hand:
