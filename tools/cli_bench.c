@@ -388,6 +388,7 @@ typedef struct bench {
     bclient *clients;
     size_t nclients;
     _Atomic int phase;
+    atomic_bool error_shown;
     int64_t run_start_ns; /* set before PH_RUN */
     int64_t stall_ms;
 } bench;
@@ -530,11 +531,12 @@ static void on_event(mqttc_client *c, const mqttc_client_event *ev, void *user)
         if (!bc->connected_once && !bc->failed) {
             bc->failed = true;
             bump(&w->failed, 1);
-            if (!w->b->o->quiet && w->b->storm == false) {
-                /* one line per client that never connected */
-                fprintf(stderr, "mqttc bench: client %s: %s\n",
-                        bc->role == ROLE_PUB ? "publisher" : "subscriber",
-                        mqttc_strerror(ev->u.error.code));
+            if (!atomic_exchange(&w->b->error_shown, true)) {
+                /* the first client that could not connect says why */
+                cli_error(w->b->o, "mqttc bench: %s %u: %s",
+                          bc->role == ROLE_PUB ? "publisher" : bc->role == ROLE_SUB ? "subscriber"
+                                                                                   : "connection",
+                          (unsigned)bc->index, mqttc_strerror(ev->u.error.code));
             }
         }
         break;
