@@ -668,12 +668,12 @@ static void storm_start(bclient *bc, int64_t now, int64_t *wake_ns)
 static void worker_turn(worker *w, int64_t wake_ns, int cap_ms)
 {
     size_t i, np = 0;
-    int64_t now = cli_now_ms();
-    int64_t wake = now + cap_ms;
+    int64_t now_n = now_ns(), now = now_n / 1000000;
+    int64_t wake = now_n + (int64_t)cap_ms * 1000000; /* ns */
     int t;
 
-    if (wake_ns >= 0 && wake_ns / 1000000 < wake) {
-        wake = wake_ns / 1000000;
+    if (wake_ns >= 0 && wake_ns < wake) {
+        wake = wake_ns;
     }
     for (i = 0; i < w->n; i++) {
         bclient *bc = w->clients[i];
@@ -686,8 +686,8 @@ static void worker_turn(worker *w, int64_t wake_ns, int cap_ms)
         want = mqttc_client_want(bc->c);
         to = mqttc_client_next_timeout(bc->c);
         bc->deadline = to >= 0 ? now + to : -1;
-        if (bc->deadline >= 0 && bc->deadline < wake) {
-            wake = bc->deadline;
+        if (to >= 0 && now_n + (int64_t)to * 1000000 < wake) {
+            wake = now_n + (int64_t)to * 1000000;
         }
         if (fd >= 0 && want != 0) {
             w->pfds[np].fd = fd;
@@ -697,7 +697,8 @@ static void worker_turn(worker *w, int64_t wake_ns, int cap_ms)
             w->pidx[np++] = i;
         }
     }
-    t = wake <= now ? 0 : (int)(wake - now);
+    /* round up: waking early would spin until the millisecond turns */
+    t = wake <= now_n ? 0 : (int)((wake - now_n + 999999) / 1000000);
     if (poll(w->pfds, (nfds_t)np, t) < 0) {
         for (i = 0; i < np; i++) {
             w->pfds[i].revents = 0;
