@@ -1,4 +1,5 @@
-/* What `mqttc pub` and `mqttc sub` share: the command line, the client's
+/* What `mqttc pub` and `mqttc sub` share (and `mqttc bench`, the command
+ * line and the client's configuration): the command line, the client's
  * configuration, errors and the poll loop (see cli_common.h). */
 #define _POSIX_C_SOURCE 200809L
 

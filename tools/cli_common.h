@@ -7,7 +7,11 @@
  * and, for `pub -l`, standard input all wait in the same poll, so the tool
  * has one thread, callbacks run between two poll() calls and nothing needs a
  * lock. The background-thread mode would need a condition variable plus a
- * second way to wake up for signals and stdin; the caller mode needs neither. */
+ * second way to wake up for signals and stdin; the caller mode needs neither.
+ *
+ * `mqttc bench` (cli_bench.c) shares the option parser (cli_parse_ex with its
+ * own options) and the client settings (cli_client_config), and runs many
+ * clients on worker threads, each with its own poll() loop. */
 #ifndef MQTTC_CLI_COMMON_H
 #define MQTTC_CLI_COMMON_H
 
