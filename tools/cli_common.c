@@ -739,6 +739,7 @@ void cli_common_usage(void)
         " --help           this message\n"
         "\n");
     cli_tls_usage();
+    cli_store_usage();
 }
 
 void cli_tls_usage(void)
@@ -758,7 +759,12 @@ void cli_tls_usage(void)
         " --tls-version    tlsv1.2 or tlsv1.3: the only version to use (default: the best\n"
         "                  both sides support; this build has no TLS 1.3)\n"
         " --alpn, --tls-alpn  ALPN protocol to offer; may be repeated\n"
-        " --ws-path        WebSocket path (default /mqtt; mqttc extension)\n"
+        " --ws-path        WebSocket path (default /mqtt; mqttc extension)\n");
+}
+
+void cli_store_usage(void)
+{
+    printf(
         " --store          directory of a file store (needs -i): unacknowledged QoS 1/2\n"
         "                  messages and QoS 2 state survive a crash and are re-sent when\n"
         "                  the command runs again with the same -i (mqttc extension)\n"

@@ -133,6 +133,8 @@ void cli_sub_usage(void);
  * TLS/WebSocket ones: printed after each command's own. */
 void cli_common_usage(void);
 void cli_tls_usage(void);
+/* --store and --store-fsync (pub and sub), printed after the TLS options. */
+void cli_store_usage(void);
 
 /* A one-line usage error on stderr (always printed, even with --quiet, as
  * mosquitto does), ending with a pointer to --help. */
