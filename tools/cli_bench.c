@@ -147,7 +147,8 @@ static void bench_usage(void)
         "(/proc/self/statm) and heap growth (mallinfo2) divided by the connections open.\n"
         "Exit status: 0 when all is well; 2 when messages were lost at QoS 1 or 2,\n"
         "duplicated at QoS 2, or connections failed or dropped; 1 for usage errors or when\n"
-        "the clients could not connect and subscribe in time.\n");
+        "the clients could not connect and subscribe in time. SIGINT or SIGTERM ends the\n"
+        "publishing (or the storm's hold) early; the drain and the summary follow.\n");
 }
 
 static bool bench_num(cli_opts *o, const char *flag, const char *arg, long min, long max,
@@ -390,6 +391,7 @@ typedef struct bench {
     _Atomic int phase;
     atomic_bool error_shown;
     int64_t run_start_ns; /* set before PH_RUN */
+    int64_t run_end_ns;   /* --duration: no publish from then on; 0: none */
     int64_t stall_ms;
 } bench;
 
@@ -607,6 +609,9 @@ static void publish_some(bclient *bc, int64_t now, int64_t *wake_ns)
             bc->done = true;
             bump(&w->pubs_done, 1);
             return;
+        }
+        if (b->run_end_ns > 0 && now >= b->run_end_ns) {
+            return; /* --duration is over; main moves on to the drain */
         }
         if (bc->inflight >= (uint64_t)bo->window || !e2e_room(bc, now / 1000000)) {
             bc->blocked = true;
@@ -1184,6 +1189,7 @@ static void run_messages(bench *b, progress *p, result *r, size_t started)
     b->run_start_ns = now_ns();
     if (bo->duration > 0) {
         end_at = t0 + bo->duration * 1000;
+        b->run_end_ns = b->run_start_ns + (int64_t)bo->duration * 1000000000;
     }
     set_phase(b, PH_RUN);
     for (;;) {
@@ -1231,8 +1237,7 @@ static void run_messages(bench *b, progress *p, result *r, size_t started)
             r->drained = true;
             break;
         }
-        if (cli_until(deadline) == 0 || cli_signalled()) {
-            r->interrupted = r->interrupted || cli_signalled();
+        if (cli_until(deadline) == 0) { /* a signal ended publishing, not this */
             break;
         }
         tick(b, p, "draining", deadline);

@@ -217,6 +217,33 @@ else
     not_ok "no progress line when stderr is not a terminal" "stderr: $ERR"
 fi
 
+# ---- a progress line on a terminal; SIGINT ends the run with a summary -----------
+if command -v script >/dev/null 2>&1; then
+    timeout "$T" script -qec "$(printf '%q ' "${WRAP[@]}" "$MQTTC" bench "${H[@]}" -q 1 --rate 200 --duration 2)" \
+        /dev/null >"$WORK/tty" 2>&1
+    RC=$?
+    if [ "$RC" -eq 0 ] && grep -q "running: sent [0-9]* ([0-9]*/s), received [0-9]* ([0-9]*/s), in flight [0-9]*, reconnects 0" "$WORK/tty" &&
+        grep -q "received  *[0-9]* of [0-9]* expected" "$WORK/tty"; then
+        ok "progress line on a terminal, then the summary"
+    else
+        not_ok "progress line on a terminal" "exit $RC" "$(tr '\r' '\n' <"$WORK/tty" | tail -n 12)"
+    fi
+else
+    echo "skip - progress line on a terminal: no script(1)"
+fi
+
+timeout "$T" "${WRAP[@]}" "$MQTTC" bench "${H[@]}" -q 1 --rate 100 --duration 60 --json >"$WORK/out" 2>"$WORK/err" &
+pid=$!
+sleep 2
+kill -INT "$pid"
+wait "$pid"
+RC=$?
+OUT=$(cat "$WORK/out")
+ERR=$(cat "$WORK/err")
+check_json "SIGINT: publishing stops, the drain completes, summary printed (exit 0)" \
+    'j["interrupted"]' 'j["sent"] > 0 and j["publish_s"] < 30' 'j["received"] == j["sent"]' \
+    'j["lost"] == 0 and j["drained"]'
+
 # ---- connection storm ------------------------------------------------------------
 bench "${H[@]}" --connections 50 --connect-rate 500 --hold 1 --json
 check_json "storm: 50 connections at 500/s held 1 s" \
