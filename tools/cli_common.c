@@ -1,4 +1,5 @@
-/* What `mqttc pub` and `mqttc sub` share: the command line, the client's
+/* What `mqttc pub` and `mqttc sub` share (and `mqttc bench`, the command
+ * line and the client's configuration): the command line, the client's
  * configuration, errors and the poll loop (see cli_common.h). */
 #define _POSIX_C_SOURCE 200809L
 
@@ -60,34 +61,35 @@ typedef enum opt_id {
 } opt_id;
 
 #define BOTH (CLI_PUB | CLI_SUB)
+#define ALL (CLI_PUB | CLI_SUB | CLI_BENCH)
 
 /* mosquitto's spellings; `arg` names the argument of options that take one. */
 typedef struct cli_flag {
     const char *short_name, *long_name; /* either may be NULL */
-    unsigned cmds;                      /* CLI_PUB and/or CLI_SUB */
+    unsigned cmds;                      /* CLI_PUB, CLI_SUB and/or CLI_BENCH */
     const char *arg;
     opt_id id;
 } cli_flag;
 
 static const cli_flag cli_flags[] = {
-    {"-h", "--host", BOTH, "host", OPT_HOST},
-    {"-p", "--port", BOTH, "port", OPT_PORT},
-    {"-L", "--url", BOTH, "URL", OPT_URL},
-    {"-t", "--topic", BOTH, "topic", OPT_TOPIC},
+    {"-h", "--host", ALL, "host", OPT_HOST},
+    {"-p", "--port", ALL, "port", OPT_PORT},
+    {"-L", "--url", ALL, "URL", OPT_URL},
+    {"-t", "--topic", ALL, "topic", OPT_TOPIC},
     {"-m", "--message", CLI_PUB, "message", OPT_MESSAGE},
     {"-f", "--file", CLI_PUB, "file", OPT_FILE},
     {"-s", "--stdin-file", CLI_PUB, NULL, OPT_STDIN_FILE},
     {"-l", "--stdin-line", CLI_PUB, NULL, OPT_STDIN_LINE},
     {"-n", "--null-message", CLI_PUB, NULL, OPT_NULL},
-    {"-q", "--qos", BOTH, "QoS", OPT_QOS},
+    {"-q", "--qos", ALL, "QoS", OPT_QOS},
     {"-r", "--retain", CLI_PUB, NULL, OPT_RETAIN},
     {"-i", "--id", BOTH, "client id", OPT_ID},
-    {"-I", "--id-prefix", BOTH, "client id prefix", OPT_ID_PREFIX},
-    {"-u", "--username", BOTH, "user name", OPT_USER},
-    {"-P", "--pw", BOTH, "password", OPT_PW},
-    {"-k", "--keepalive", BOTH, "keepalive", OPT_KEEPALIVE},
+    {"-I", "--id-prefix", ALL, "client id prefix", OPT_ID_PREFIX},
+    {"-u", "--username", ALL, "user name", OPT_USER},
+    {"-P", "--pw", ALL, "password", OPT_PW},
+    {"-k", "--keepalive", ALL, "keepalive", OPT_KEEPALIVE},
     {"-c", "--disable-clean-session", BOTH, NULL, OPT_NO_CLEAN},
-    {"-d", "--debug", BOTH, NULL, OPT_DEBUG},
+    {"-d", "--debug", ALL, NULL, OPT_DEBUG},
     {"-C", NULL, CLI_SUB, "message count", OPT_COUNT},
     {"-W", NULL, CLI_SUB, "timeout", OPT_TIMEOUT},
     {"-v", "--verbose", CLI_SUB, NULL, OPT_VERBOSE},
@@ -98,19 +100,19 @@ static const cli_flag cli_flags[] = {
     {NULL, "--will-payload", BOTH, "will payload", OPT_WILL_PAYLOAD},
     {NULL, "--will-qos", BOTH, "will QoS", OPT_WILL_QOS},
     {NULL, "--will-retain", BOTH, NULL, OPT_WILL_RETAIN},
-    {NULL, "--quiet", BOTH, NULL, OPT_QUIET},
-    {NULL, "--cafile", BOTH, "file", OPT_CAFILE},
-    {NULL, "--cert", BOTH, "file", OPT_CERT},
-    {NULL, "--key", BOTH, "file", OPT_KEY},
-    {NULL, "--key-password", BOTH, "password", OPT_KEY_PASSWORD}, /* mqttc's own */
-    {NULL, "--insecure", BOTH, NULL, OPT_INSECURE},
-    {NULL, "--tls-version", BOTH, "version", OPT_TLS_VERSION},
-    {NULL, "--alpn", BOTH, "protocol", OPT_ALPN},
-    {NULL, "--tls-alpn", BOTH, "protocol", OPT_ALPN}, /* mosquitto's spelling */
-    {NULL, "--ws-path", BOTH, "path", OPT_WS_PATH}, /* mqttc's own */
+    {NULL, "--quiet", ALL, NULL, OPT_QUIET},
+    {NULL, "--cafile", ALL, "file", OPT_CAFILE},
+    {NULL, "--cert", ALL, "file", OPT_CERT},
+    {NULL, "--key", ALL, "file", OPT_KEY},
+    {NULL, "--key-password", ALL, "password", OPT_KEY_PASSWORD}, /* mqttc's own */
+    {NULL, "--insecure", ALL, NULL, OPT_INSECURE},
+    {NULL, "--tls-version", ALL, "version", OPT_TLS_VERSION},
+    {NULL, "--alpn", ALL, "protocol", OPT_ALPN},
+    {NULL, "--tls-alpn", ALL, "protocol", OPT_ALPN}, /* mosquitto's spelling */
+    {NULL, "--ws-path", ALL, "path", OPT_WS_PATH}, /* mqttc's own */
     {NULL, "--store", BOTH, "directory", OPT_STORE}, /* mqttc's own */
     {NULL, "--store-fsync", BOTH, NULL, OPT_STORE_FSYNC}, /* mqttc's own */
-    {NULL, "--help", BOTH, NULL, OPT_HELP},
+    {NULL, "--help", ALL, NULL, OPT_HELP},
 };
 
 /* mosquitto options mqttc does not have (yet): named as such, not "unknown". */
@@ -175,10 +177,11 @@ static int push_copy(char ***list, size_t *n, const char *s)
     return 0;
 }
 
-/* -t (and -L): sub subscribes to every one, for pub the last one wins. */
+/* -t (and -L): sub subscribes to every one, for pub (and bench's topic
+ * base) the last one wins. */
 static bool add_topic(cli_opts *o, const char *t)
 {
-    if (o->cmd == CLI_PUB) {
+    if (o->cmd != CLI_SUB) {
         while (o->topic_count > 0) {
             free(o->topics[--o->topic_count]);
         }
@@ -204,7 +207,8 @@ static bool set_host(cli_opts *o, const char *h)
 /* -L scheme://[user[:password]@]host[:port]/topic. As mosquitto does, the
  * topic is everything after the first '/' that follows the host, taken as
  * written: filters such as a/# and a/+/b work (a URI parser would read '#'
- * as a fragment). For ws:// and wss:// the WebSocket path stays /mqtt. */
+ * as a fragment). For ws:// and wss:// the WebSocket path stays /mqtt.
+ * bench takes the topic (its topic base) as optional. */
 static bool set_url(cli_opts *o, const char *url)
 {
     mqttc_uri u;
@@ -219,7 +223,7 @@ static bool set_url(cli_opts *o, const char *url)
         cli_usage_error(o, "invalid URL '%s' for -L: %s", url, mqttc_strerror(rc));
         return false;
     }
-    if (slash == NULL || slash[1] == '\0') {
+    if ((slash == NULL || slash[1] == '\0') && o->cmd != CLI_BENCH) {
         cli_usage_error(o, "invalid URL '%s' for -L: topic missing (expected "
                         "mqtt://[user[:password]@]host[:port]/topic)", url);
         return false;
@@ -237,7 +241,7 @@ static bool set_url(cli_opts *o, const char *url)
         memcpy(o->url_pass, u.password, sizeof o->url_pass);
         o->password = o->url_pass;
     }
-    return add_topic(o, slash + 1);
+    return slash == NULL || slash[1] == '\0' ? true : add_topic(o, slash + 1);
 }
 
 static bool set_msg_mode(cli_opts *o, cli_msg_mode m)
@@ -442,10 +446,10 @@ static bool check_topics(cli_opts *o)
             cli_usage_error(o, "empty topic: topics are at least one character long");
             return false;
         }
-        rc = o->cmd == CLI_PUB ? mqttc_topic_name_check(t, strlen(t))
+        rc = o->cmd != CLI_SUB ? mqttc_topic_name_check(t, strlen(t))
                                : mqttc_topic_filter_check(t, strlen(t));
         if (rc < 0) {
-            cli_usage_error(o, "invalid %s '%s': %s", o->cmd == CLI_PUB ? "topic" : "topic filter",
+            cli_usage_error(o, "invalid %s '%s': %s", o->cmd != CLI_SUB ? "topic" : "topic filter",
                             t, mqttc_strerror(rc));
             return false;
         }
@@ -530,7 +534,7 @@ static bool check_transport(cli_opts *o)
 /* The combinations mosquitto refuses, with its rules. */
 static bool check_combinations(cli_opts *o)
 {
-    if (o->topic_count == 0) {
+    if (o->topic_count == 0 && o->cmd != CLI_BENCH) {
         cli_usage_error(o, "no topic given: use -t topic or -L URL");
         return false;
     }
@@ -614,12 +618,30 @@ static int make_id(cli_opts *o)
     return 0;
 }
 
+static const cli_extra_flag *find_extra(const char *s, const cli_extra_flag *extra, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if ((extra[i].short_name && strcmp(s, extra[i].short_name) == 0) ||
+            (extra[i].long_name && strcmp(s, extra[i].long_name) == 0)) {
+            return &extra[i];
+        }
+    }
+    return NULL;
+}
+
 int cli_parse(cli_command cmd, int argc, char **argv, cli_opts *o, bool *help)
+{
+    return cli_parse_ex(cmd, argc, argv, o, help, NULL, 0, NULL, NULL);
+}
+
+int cli_parse_ex(cli_command cmd, int argc, char **argv, cli_opts *o, bool *help,
+                 const cli_extra_flag *extra, size_t n, cli_extra_apply extra_apply, void *user)
 {
     int i;
     memset(o, 0, sizeof *o);
     o->cmd = cmd;
-    o->name = cmd == CLI_PUB ? "mqttc pub" : "mqttc sub";
+    o->name = cmd == CLI_PUB ? "mqttc pub" : cmd == CLI_SUB ? "mqttc sub" : "mqttc bench";
     o->scheme = MQTTC_SCHEME_MQTT;
     strcpy(o->host, "localhost");
     o->keepalive = 60;
@@ -629,7 +651,22 @@ int cli_parse(cli_command cmd, int argc, char **argv, cli_opts *o, bool *help)
     for (i = 0; i < argc; i++) {
         const char *a = argv[i];
         const cli_flag *f = find_flag(a);
+        const cli_extra_flag *x =
+            f == NULL || (f->cmds & cmd) == 0 ? find_extra(a, extra, n) : NULL;
         const char *arg = NULL;
+        if (x != NULL && extra_apply != NULL) {
+            if (x->arg != NULL) {
+                if (i + 1 >= argc) {
+                    cli_usage_error(o, "%s needs an argument (%s)", a, x->arg);
+                    return -1;
+                }
+                arg = argv[++i];
+            }
+            if (!extra_apply(o, x->id, a, arg, user)) {
+                return -1;
+            }
+            continue;
+        }
         if (f == NULL || (f->cmds & cmd) == 0) {
             if (a[0] != '-') {
                 cli_usage_error(o, "unexpected argument '%s'", a);
@@ -658,7 +695,7 @@ int cli_parse(cli_command cmd, int argc, char **argv, cli_opts *o, bool *help)
     if (!check_combinations(o)) {
         return -1;
     }
-    if (make_id(o) < 0) {
+    if (cmd != CLI_BENCH && make_id(o) < 0) {
         cli_usage_error(o, "%s", mqttc_strerror(MQTTC_ERR_NO_MEMORY));
         return -1;
     }
@@ -702,6 +739,7 @@ void cli_common_usage(void)
         " --help           this message\n"
         "\n");
     cli_tls_usage();
+    cli_store_usage();
 }
 
 void cli_tls_usage(void)
@@ -721,7 +759,12 @@ void cli_tls_usage(void)
         " --tls-version    tlsv1.2 or tlsv1.3: the only version to use (default: the best\n"
         "                  both sides support; this build has no TLS 1.3)\n"
         " --alpn, --tls-alpn  ALPN protocol to offer; may be repeated\n"
-        " --ws-path        WebSocket path (default /mqtt; mqttc extension)\n"
+        " --ws-path        WebSocket path (default /mqtt; mqttc extension)\n");
+}
+
+void cli_store_usage(void)
+{
+    printf(
         " --store          directory of a file store (needs -i): unacknowledged QoS 1/2\n"
         "                  messages and QoS 2 state survive a crash and are re-sent when\n"
         "                  the command runs again with the same -i (mqttc extension)\n"
@@ -763,33 +806,43 @@ static void log_to_stderr(mqttc_log_level level, const char *msg, void *user)
             msg);
 }
 
+void cli_client_config(cli_opts *o, mqttc_client_config *cfg)
+{
+    mqttc_client_config_init(cfg);
+    cfg->uri = cli_server(o);
+    cfg->client_id = o->id;
+    cfg->username = o->username;
+    cfg->password = o->password;
+    if (o->will_topic != NULL) {
+        cfg->will_topic = o->will_topic;
+        cfg->will_payload = o->will_payload;
+        cfg->will_payload_len = o->will_payload ? strlen(o->will_payload) : 0;
+        cfg->will_qos = (uint8_t)o->will_qos;
+        cfg->will_retain = o->will_retain;
+    }
+    cfg->tls.ca = o->cafile;
+    cfg->tls.cert = o->certfile;
+    cfg->tls.key = o->keyfile;
+    cfg->tls.key_password = o->key_password;
+    cfg->tls.verify = o->insecure ? MQTTC_TLS_VERIFY_NONE : MQTTC_TLS_VERIFY_REQUIRED;
+    cfg->tls.alpn = (const char *const *)o->alpn;
+    cfg->tls.min_version = o->tls_version;
+    cfg->tls.max_version = o->tls_version;
+    cfg->ws_path = o->ws_path;
+    cfg->keepalive = (uint16_t)o->keepalive;
+    cfg->clean_session = o->clean_session;
+    cfg->run_mode = MQTTC_RUN_CALLER;
+    if (o->debug) {
+        cfg->on_log = log_to_stderr;
+        cfg->log_level = MQTTC_LOG_DEBUG;
+    }
+}
+
 int cli_client_create(cli_opts *o, mqttc_client_cb on_event, void *user, mqttc_client **out)
 {
     mqttc_client_config cfg;
     int rc;
-    mqttc_client_config_init(&cfg);
-    cfg.uri = cli_server(o);
-    cfg.client_id = o->id;
-    cfg.username = o->username;
-    cfg.password = o->password;
-    if (o->will_topic != NULL) {
-        cfg.will_topic = o->will_topic;
-        cfg.will_payload = o->will_payload;
-        cfg.will_payload_len = o->will_payload ? strlen(o->will_payload) : 0;
-        cfg.will_qos = (uint8_t)o->will_qos;
-        cfg.will_retain = o->will_retain;
-    }
-    cfg.tls.ca = o->cafile;
-    cfg.tls.cert = o->certfile;
-    cfg.tls.key = o->keyfile;
-    cfg.tls.key_password = o->key_password;
-    cfg.tls.verify = o->insecure ? MQTTC_TLS_VERIFY_NONE : MQTTC_TLS_VERIFY_REQUIRED;
-    cfg.tls.alpn = (const char *const *)o->alpn;
-    cfg.tls.min_version = o->tls_version;
-    cfg.tls.max_version = o->tls_version;
-    cfg.ws_path = o->ws_path;
-    cfg.keepalive = (uint16_t)o->keepalive;
-    cfg.clean_session = o->clean_session;
+    cli_client_config(o, &cfg);
     cfg.rx_buffer_size = CLI_BUFFER;
     cfg.tx_buffer_size = CLI_BUFFER; /* a SUBSCRIBE with every -t must fit */
     /* One message of any size the protocol allows must fit the queue. */
@@ -798,13 +851,8 @@ int cli_client_create(cli_opts *o, mqttc_client_cb on_event, void *user, mqttc_c
      * up on the first failure before any session instead. */
     cfg.auto_reconnect = true;
     cfg.reconnect_ms = CLI_RECONNECT_MS;
-    cfg.run_mode = MQTTC_RUN_CALLER;
     cfg.on_event = on_event;
     cfg.user = user;
-    if (o->debug) {
-        cfg.on_log = log_to_stderr;
-        cfg.log_level = MQTTC_LOG_DEBUG;
-    }
     if (o->store_dir != NULL) {
         mqttc_store_file_options so;
         memset(&so, 0, sizeof so);

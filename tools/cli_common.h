@@ -7,7 +7,11 @@
  * and, for `pub -l`, standard input all wait in the same poll, so the tool
  * has one thread, callbacks run between two poll() calls and nothing needs a
  * lock. The background-thread mode would need a condition variable plus a
- * second way to wake up for signals and stdin; the caller mode needs neither. */
+ * second way to wake up for signals and stdin; the caller mode needs neither.
+ *
+ * `mqttc bench` (cli_bench.c) shares the option parser (cli_parse_ex with its
+ * own options) and the client settings (cli_client_config), and runs many
+ * clients on worker threads, each with its own poll() loop. */
 #ifndef MQTTC_CLI_COMMON_H
 #define MQTTC_CLI_COMMON_H
 
@@ -26,7 +30,7 @@ enum {
     /* A CONNACK refusal exits with the CONNACK return code (1..5). */
 };
 
-typedef enum cli_command { CLI_PUB = 1, CLI_SUB = 2 } cli_command;
+typedef enum cli_command { CLI_PUB = 1, CLI_SUB = 2, CLI_BENCH = 4 } cli_command;
 
 /* Where `pub` takes its message from. */
 typedef enum cli_msg_mode {
@@ -41,7 +45,7 @@ typedef enum cli_msg_mode {
 /* The command line. Strings point into argv, except where noted. */
 typedef struct cli_opts {
     cli_command cmd;
-    const char *name; /* "mqttc pub" or "mqttc sub", for messages */
+    const char *name; /* "mqttc pub", "mqttc sub" or "mqttc bench", for messages */
 
     /* server */
     mqttc_scheme scheme;
@@ -96,10 +100,29 @@ typedef struct cli_opts {
 /* The commands: argv starts after the command word; return the exit code. */
 int cli_pub_main(int argc, char **argv);
 int cli_sub_main(int argc, char **argv);
+int cli_bench_main(int argc, char **argv);
+
+/* A command's own options (bench), parsed by cli_parse_ex() after the
+ * shared ones: `arg` names the argument of options that take one. */
+typedef struct cli_extra_flag {
+    const char *short_name, *long_name; /* either may be NULL */
+    const char *arg;
+    int id;
+} cli_extra_flag;
+
+/* Apply one of a command's own options (`arg` is NULL for a switch); print
+ * a usage error (cli_usage_error) and return false when it is invalid. */
+typedef bool (*cli_extra_apply)(cli_opts *o, int id, const char *flag, const char *arg,
+                                void *user);
 
 /* Parse argv (after the command word). Returns 0 to run, 1 after printing
  * help (`help` set), or -1 after printing a one-line error on stderr. */
 int cli_parse(cli_command cmd, int argc, char **argv, cli_opts *o, bool *help);
+/* The same, with a command's own options: `extra` (n of them) go to `apply`.
+ * For bench, -t and -L's topic are optional (a topic base) and no client id
+ * is made (the command names its clients). */
+int cli_parse_ex(cli_command cmd, int argc, char **argv, cli_opts *o, bool *help,
+                 const cli_extra_flag *extra, size_t n, cli_extra_apply apply, void *user);
 void cli_opts_free(cli_opts *o);
 
 /* Print the usage of a command on stdout. */
@@ -110,6 +133,8 @@ void cli_sub_usage(void);
  * TLS/WebSocket ones: printed after each command's own. */
 void cli_common_usage(void);
 void cli_tls_usage(void);
+/* --store and --store-fsync (pub and sub), printed after the TLS options. */
+void cli_store_usage(void);
 
 /* A one-line usage error on stderr (always printed, even with --quiet, as
  * mosquitto does), ending with a pointer to --help. */
@@ -123,6 +148,13 @@ void cli_error(const cli_opts *o, const char *fmt, ...) __attribute__((format(pr
  * session like mosquitto's loop). Prints the error and returns it on
  * failure. */
 int cli_client_create(cli_opts *o, mqttc_client_cb on_event, void *user, mqttc_client **out);
+
+/* Fill `cfg` with what the command line says about the server, the
+ * credentials, TLS, WebSocket, keepalive, the session, the client id and
+ * debug logging, in caller-driven mode; the caller sets the rest. Strings
+ * point into `o` and into cli_server()'s buffer: create the client before
+ * calling cli_server() again. */
+void cli_client_config(cli_opts *o, mqttc_client_config *cfg);
 
 /* The server as "scheme://host:port", for messages. */
 const char *cli_server(const cli_opts *o);

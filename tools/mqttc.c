@@ -1,6 +1,6 @@
 /* mqttc: the command-line client. `mqttc pub` and `mqttc sub` take
  * mosquitto_pub's and mosquitto_sub's flags (cli_pub.c, cli_sub.c);
- * `mqttc bench` comes later. */
+ * `mqttc bench` measures a broker and the library (cli_bench.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,8 +17,9 @@ static void usage(void)
             "\n"
             "Usage: mqttc pub [options]   publish a message (the flags of mosquitto_pub)\n"
             "       mqttc sub [options]   subscribe and print messages (the flags of mosquitto_sub)\n"
-            "       mqttc bench           benchmarks: not available yet (a later release)\n"
-            "       mqttc pub --help, mqttc sub --help   the options of a command\n"
+            "       mqttc bench [options] measure: N publishers and M subscribers, or a\n"
+            "                             connection storm (--connections K)\n"
+            "       mqttc pub --help, mqttc sub --help, mqttc bench --help   the options\n"
             "       mqttc --help | --version\n",
             MQTTC_CLI_VERSION);
 }
@@ -27,7 +28,7 @@ int main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
     if (cmd == NULL) {
-        fprintf(stderr, "Error: no command given: use 'mqttc pub' or 'mqttc sub' (see 'mqttc --help')\n");
+        fprintf(stderr, "Error: no command given: use 'mqttc pub', 'mqttc sub' or 'mqttc bench' (see 'mqttc --help')\n");
         return CLI_EXIT_ERROR;
     }
     if (strcmp(cmd, "pub") == 0) {
@@ -45,9 +46,9 @@ int main(int argc, char **argv)
         return CLI_EXIT_OK;
     }
     if (strcmp(cmd, "bench") == 0) {
-        fprintf(stderr, "Error: 'mqttc bench' is not available yet: it comes in a later release\n");
-        return CLI_EXIT_ERROR;
+        return cli_bench_main(argc - 2, argv + 2);
     }
-    fprintf(stderr, "Error: unknown command '%s': expected pub or sub (see 'mqttc --help')\n", cmd);
+    fprintf(stderr, "Error: unknown command '%s': expected pub, sub or bench (see 'mqttc --help')\n",
+            cmd);
     return CLI_EXIT_ERROR;
 }
