@@ -42,11 +42,11 @@ typedef struct client_msg {
 } client_msg;
 
 /* Nodes of small messages are kept for reuse while messages flow: malloc and
- * free cost about as much as the rest of a QoS 0 publish. The pool is freed
- * once the loop sees no publish for POOL_IDLE_MS, so an idle client holds none. */
+ * free cost about as much as the rest of a QoS 0 publish. The pool, like the
+ * large buffers, is freed once the loop sees no activity for IDLE_MS. */
 #define POOL_SLOT 256u
 #define POOL_MAX 32u
-#define POOL_IDLE_MS 2000u
+#define IDLE_MS 2000u
 
 /* A SUBSCRIBE/UNSUBSCRIBE and its copies, one allocation. */
 typedef struct client_req {
@@ -69,7 +69,12 @@ struct mqttc_client {
 
     pthread_mutex_t lock;
     mqttc_engine eng;
-    uint8_t *rx, *tx;
+    /* The engine works on rx/tx (rx_size/tx_size bytes, on the heap) while
+     * there is traffic, and on the small arrays below once the connection
+     * has been idle for IDLE_MS: an idle client holds no buffers. */
+    uint8_t *rx, *tx; /* NULL while small */
+    size_t rx_size, tx_size;
+    uint8_t small_rx[64], small_tx[64];
     uint16_t *inbound;
     uint8_t *inbound_bits; /* given to the engine when its table overflows */
     mqttc_transport *tr;
@@ -95,9 +100,9 @@ struct mqttc_client {
     client_msg *done_head, *done_tail; /* completed or dropped, to report */
     client_msg *pool; /* free nodes of POOL_SLOT bytes */
     unsigned pool_count;
-    uint32_t publishes;  /* counter, to notice when publishing stops */
-    uint32_t pool_seen;  /* `publishes` at pool_since */
-    uint32_t pool_since; /* when the loop last saw publishes change */
+    uint32_t activity;   /* publishes, requests and reads: to notice idleness */
+    uint32_t idle_seen;  /* `activity` at idle_since */
+    uint32_t idle_since; /* when the loop last saw `activity` change */
     subscription *subs;
     size_t sub_count, sub_cap;
     uint8_t *big; /* reassembly of messages larger than rx (when not in pieces) */
@@ -529,28 +534,59 @@ static int load_store(mqttc_client *c)
     return st->ops->load(st->ctx, restore_one, c);
 }
 
+/* Give the engine its full-size buffers (before any traffic). */
+static int grow_buffers(mqttc_client *c)
+{
+    uint8_t *rx, *tx;
+    if (c->rx != NULL) {
+        return 0;
+    }
+    rx = malloc(c->rx_size);
+    tx = malloc(c->tx_size);
+    if (rx == NULL || tx == NULL ||
+        mqttc_engine_resize(&c->eng, rx, c->rx_size, tx, c->tx_size) < 0) {
+        free(rx);
+        free(tx);
+        return MQTTC_ERR_NO_MEMORY;
+    }
+    c->rx = rx;
+    c->tx = tx;
+    return 0;
+}
+
+/* Back to the small arrays when the engine holds nothing. */
+static void shrink_buffers(mqttc_client *c)
+{
+    if (c->rx != NULL && mqttc_engine_idle(&c->eng) &&
+        mqttc_engine_resize(&c->eng, c->small_rx, sizeof c->small_rx, c->small_tx,
+                            sizeof c->small_tx) == 0) {
+        free(c->rx);
+        free(c->tx);
+        c->rx = c->tx = NULL;
+    }
+}
+
 static int setup_engine(mqttc_client *c)
 {
     mqttc_engine_config ec;
-    size_t rx = c->cfg.rx_buffer_size, tx = c->cfg.tx_buffer_size;
     int need = mqttc_connect_size(&c->conn);
-    if (rx < 64 || tx < 64 || c->cfg.inbound_max == 0) {
+    c->rx_size = c->cfg.rx_buffer_size;
+    c->tx_size = c->cfg.tx_buffer_size;
+    if (c->rx_size < 64 || c->tx_size < 64 || c->cfg.inbound_max == 0) {
         return MQTTC_ERR_INVALID_ARG;
     }
-    if ((size_t)need > tx) {
-        tx = (size_t)need; /* CONNECT must fit in one piece */
+    if ((size_t)need > c->tx_size) {
+        c->tx_size = (size_t)need; /* CONNECT must fit in one piece */
     }
-    c->rx = malloc(rx);
-    c->tx = malloc(tx);
     c->inbound = malloc(c->cfg.inbound_max * sizeof *c->inbound);
-    if (c->rx == NULL || c->tx == NULL || c->inbound == NULL) {
+    if (c->inbound == NULL) {
         return MQTTC_ERR_NO_MEMORY;
     }
     memset(&ec, 0, sizeof ec);
-    ec.rx_buf = c->rx;
-    ec.rx_cap = rx;
-    ec.tx_buf = c->tx;
-    ec.tx_cap = tx;
+    ec.rx_buf = c->small_rx; /* the full buffers come with the first traffic */
+    ec.rx_cap = sizeof c->small_rx;
+    ec.tx_buf = c->small_tx;
+    ec.tx_cap = sizeof c->small_tx;
     ec.inbound_ids = c->inbound;
     ec.inbound_cap = c->cfg.inbound_max;
     ec.inbound_bitmap = grow_inbound;
@@ -772,7 +808,11 @@ static client_req *make_req(mqttc_request_kind kind, const mqttc_topic_qos *item
 /* Queue a request with the engine (lock held). Takes `q` either way. */
 static int submit_req(mqttc_client *c, client_req *q)
 {
-    int rc = mqttc_engine_request(&c->eng, &q->r);
+    int rc = grow_buffers(c); /* the whole packet must fit the staging buffer */
+    c->activity++;
+    if (rc == 0) {
+        rc = mqttc_engine_request(&c->eng, &q->r);
+    }
     if (rc < 0) {
         free(q);
         return rc;
@@ -1073,7 +1113,10 @@ static void start_attempt(mqttc_client *c, uint32_t now)
 /* The transport finished connecting: hand over to the engine. */
 static void transport_up(mqttc_client *c, uint32_t now)
 {
-    int rc = mqttc_engine_start(&c->eng, &c->conn, now);
+    int rc = grow_buffers(c);
+    if (rc == 0) {
+        rc = mqttc_engine_start(&c->eng, &c->conn, now);
+    }
     if (rc < 0) {
         attempt_failed(c, rc, now);
         return;
@@ -1200,6 +1243,11 @@ static void flush(mqttc_client *c, uint32_t now)
 static void read_input(mqttc_client *c, uint32_t now)
 {
     int turns;
+    if (grow_buffers(c) < 0) {
+        lose_connection(c, MQTTC_ERR_NO_MEMORY);
+        return;
+    }
+    c->activity++;
     for (turns = 0; turns < READS_PER_TURN && c->tr && !c->engine_closed; turns++) {
         size_t room;
         uint8_t *dst = mqttc_engine_rx_space(&c->eng, &room);
@@ -1306,11 +1354,12 @@ static void turn(mqttc_client *c, int ready)
         session_closed(c, now);
     }
     deliver_done(c);
-    if (c->publishes != c->pool_seen) {
-        c->pool_seen = c->publishes;
-        c->pool_since = now;
-    } else if (c->pool != NULL && (uint32_t)(now - c->pool_since) >= POOL_IDLE_MS) {
+    if (c->activity != c->idle_seen) {
+        c->idle_seen = c->activity;
+        c->idle_since = now;
+    } else if ((c->pool != NULL || c->rx != NULL) && (uint32_t)(now - c->idle_since) >= IDLE_MS) {
         trim_pool(c); /* at the loop's next wake-up: keepalive at the latest */
+        shrink_buffers(c);
     }
 }
 
@@ -1609,8 +1658,11 @@ int mqttc_client_publish(mqttc_client *c, const char *topic, const void *payload
         pthread_mutex_unlock(&c->lock);
         return MQTTC_ERR_NO_MEMORY;
     }
-    c->publishes++;
-    rc = mqttc_engine_publish(&c->eng, &cm->m);
+    c->activity++;
+    rc = grow_buffers(c); /* the engine checks the packet against them */
+    if (rc == 0) {
+        rc = mqttc_engine_publish(&c->eng, &cm->m);
+    }
     if (rc < 0) {
         int e = errno; /* a store failure's reason, for the caller */
         release_msg(c, cm);

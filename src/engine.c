@@ -873,6 +873,46 @@ void mqttc_engine_connection_lost(mqttc_engine *e, int reason)
     go_offline(e, reason);
 }
 
+/* Where `p` lies in [from, from + n), moved to the same offset from `to`. */
+static const void *rebase(const void *p, const uint8_t *from, size_t n, uint8_t *to)
+{
+    uintptr_t a = (uintptr_t)p, b = (uintptr_t)from;
+    return a >= b && a - b <= n ? to + (a - b) : p;
+}
+
+int mqttc_engine_resize(mqttc_engine *e, uint8_t *rx, size_t rx_cap, uint8_t *tx, size_t tx_cap)
+{
+    const uint8_t *old_rx = e->cfg.rx_buf, *old_tx = e->cfg.tx_buf;
+    if (rx == NULL || tx == NULL || rx_cap < 64 || tx_cap < 64) {
+        return MQTTC_ERR_INVALID_ARG;
+    }
+    if (e->dec.start == e->dec.end && !e->dec.in_publish) {
+        e->dec.start = e->dec.end = 0; /* all consumed: nothing to move */
+    }
+    if (e->depth > 0 || e->dec.end > rx_cap || e->tx_used > tx_cap) {
+        return MQTTC_ERR_BAD_STATE;
+    }
+    memmove(rx, old_rx, e->dec.end);
+    memmove(tx, old_tx, e->tx_used);
+    for (int i = 0; i < e->seg_count; i++) { /* staged segments; payloads stay put */
+        e->seg[i].base = rebase(e->seg[i].base, old_tx, e->tx_used, tx);
+    }
+    /* a streamed PUBLISH's header is held at the front of rx */
+    e->dec.pub.topic.data = rebase(e->dec.pub.topic.data, old_rx, e->dec.end, rx);
+    e->dec.buf = e->cfg.rx_buf = rx;
+    e->dec.cap = e->cfg.rx_cap = rx_cap;
+    e->cfg.tx_buf = tx;
+    e->cfg.tx_cap = tx_cap;
+    return 0;
+}
+
+bool mqttc_engine_idle(const mqttc_engine *e)
+{
+    return e->depth == 0 && e->pubs.next == &e->pubs && e->reqs.next == &e->reqs &&
+           e->tx_used == 0 && e->seg_count == 0 && !e->dec.in_publish &&
+           e->dec.start == e->dec.end && !e->disconnect_pending;
+}
+
 uint8_t *mqttc_engine_rx_space(mqttc_engine *e, size_t *n)
 {
     if (e->rx_blocked || e->state == MQTTC_STATE_OFFLINE) {

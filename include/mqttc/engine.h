@@ -404,6 +404,23 @@ MQTTC_API int mqttc_engine_tick(mqttc_engine *e, uint32_t now);
 /** Milliseconds from `now` until mqttc_engine_tick() is due; MQTTC_NO_TIMEOUT if never. */
 MQTTC_API uint32_t mqttc_engine_next_timeout(const mqttc_engine *e, uint32_t now);
 
+/**
+ * @brief Move the engine to other buffers (same rules as in the config):
+ *        bytes received but not yet decoded and output staged but not yet
+ *        written move with it. A driver keeps an idle connection on small
+ *        buffers and gives it large ones when traffic comes back. Not from a
+ *        callback. The old buffers are free once this returns.
+ * @return 0, MQTTC_ERR_INVALID_ARG (NULL, under 64 bytes), MQTTC_ERR_BAD_STATE
+ *         (inside a callback, or the held bytes do not fit the new buffers).
+ *         Messages queued for the old tx size may stall in a smaller one:
+ *         shrink only when mqttc_engine_idle().
+ */
+MQTTC_API int mqttc_engine_resize(mqttc_engine *e, uint8_t *rx, size_t rx_cap, uint8_t *tx,
+                                  size_t tx_cap);
+
+/** True when nothing is queued, staged, half-received or waiting for an answer. */
+MQTTC_API bool mqttc_engine_idle(const mqttc_engine *e);
+
 /** Current state. */
 MQTTC_API mqttc_state mqttc_engine_state(const mqttc_engine *e);
 

@@ -10,5 +10,6 @@ void *volatile keep[] = {
     (void *)mqttc_engine_want_write, (void *)mqttc_engine_consume, (void *)mqttc_engine_tick,
     (void *)mqttc_engine_next_timeout, (void *)mqttc_engine_state, (void *)mqttc_engine_queued,
     (void *)mqttc_engine_inflight, (void *)mqttc_engine_abandon, (void *)mqttc_engine_clear_inbound,
+    (void *)mqttc_engine_resize, (void *)mqttc_engine_idle,
 };
 int main(void) { return keep[0] != 0; }
