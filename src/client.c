@@ -63,7 +63,10 @@ struct mqttc_client {
     mqttc_client_config cfg; /* strings point into `strings` */
     char *strings;
     char **alpn; /* NULL-terminated, pointing into `strings` */
-    mqttc_uri *uris;
+    /* The servers' URIs (into `strings`), parsed again at each attempt: a
+     * parsed mqttc_uri is 1.3 KB, too much to keep per server and client.
+     * servers[0] is NULL when the configuration gives host and port. */
+    const char **servers;
     size_t uri_count, uri_index, tries_in_cycle;
     mqttc_connect conn;
 
@@ -247,6 +250,9 @@ static int copy_strings(mqttc_client *c, const mqttc_client_config *cfg)
     total += (cfg->password ? pwlen + 1 : 0) + slen(cfg->will_topic) + cfg->will_payload_len + 1;
     total += slen(cfg->tls.ca) + slen(cfg->tls.cert) + slen(cfg->tls.key);
     total += slen(cfg->tls.key_password) + slen(cfg->tls.server_name) + slen(cfg->ws_path);
+    for (i = 0; i < nf; i++) {
+        total += slen(fo[i]);
+    }
     while (cfg->tls.alpn != NULL && cfg->tls.alpn[nalpn] != NULL) {
         total += slen(cfg->tls.alpn[nalpn++]);
     }
@@ -282,24 +288,22 @@ static int copy_strings(mqttc_client *c, const mqttc_client_config *cfg)
         put_str(&cur, cfg->will_payload ? cfg->will_payload : "", cfg->will_payload_len);
     c->cfg.failover_uris = NULL;
     c->uri_count = 1 + nf;
-    c->uris = calloc(c->uri_count, sizeof *c->uris);
-    if (c->uris == NULL) {
+    c->servers = calloc(c->uri_count, sizeof *c->servers);
+    if (c->servers == NULL) {
         return MQTTC_ERR_NO_MEMORY;
     }
+    c->servers[0] = c->cfg.uri;
     for (i = 0; i < nf; i++) {
-        int rc = mqttc_uri_parse(fo[i], &c->uris[1 + i]);
-        if (rc < 0) {
-            return rc;
-        }
+        c->servers[1 + i] = put_str(&cur, fo[i], strlen(fo[i]));
     }
     return 0;
 }
 
-static int parse_server(mqttc_client *c)
+/* Server `i` parsed. */
+static int server_at(const mqttc_client *c, size_t i, mqttc_uri *u)
 {
-    mqttc_uri *u = &c->uris[0];
-    if (c->cfg.uri != NULL) {
-        return mqttc_uri_parse(c->cfg.uri, u);
+    if (c->servers[i] != NULL) {
+        return mqttc_uri_parse(c->servers[i], u);
     }
     if (c->cfg.host == NULL || c->cfg.host[0] == '\0' || strlen(c->cfg.host) >= sizeof u->host) {
         return MQTTC_ERR_BAD_URI;
@@ -309,6 +313,30 @@ static int parse_server(mqttc_client *c)
     strcpy(u->host, c->cfg.host);
     u->port = c->cfg.port ? c->cfg.port : 1883;
     return 0;
+}
+
+/* Every server must parse now, so that a bad URI fails create, not connect. */
+static int parse_server(mqttc_client *c)
+{
+    for (size_t i = 0; i < c->uri_count; i++) {
+        mqttc_uri u;
+        int rc = server_at(c, i, &u);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* "host:port" of the current server, for log lines. */
+static const char *server_label(const mqttc_client *c, char *buf, size_t n)
+{
+    mqttc_uri u;
+    if (server_at(c, c->uri_index, &u) < 0) {
+        return "?";
+    }
+    snprintf(buf, n, strchr(u.host, ':') ? "[%s]:%u" : "%s:%u", u.host, (unsigned)u.port);
+    return buf;
 }
 
 /* The CONNECT fields, borrowed from our copies; validated by the codec. */
@@ -964,6 +992,7 @@ static void on_engine_event(void *user, const mqttc_event *ev)
 {
     mqttc_client *c = user;
     mqttc_client_event out;
+    char label[MQTTC_URI_HOST_MAX + 16];
     memset(&out, 0, sizeof out);
     if (c->cfg.store != NULL && ev->type != MQTTC_EV_MESSAGE) {
         store_track(c, ev);
@@ -973,9 +1002,8 @@ static void on_engine_event(void *user, const mqttc_event *ev)
         c->state = MQTTC_CLIENT_READY;
         c->backoff = c->cfg.reconnect_ms ? c->cfg.reconnect_ms : 3000;
         c->tries_in_cycle = 0;
-        logf_(c, MQTTC_LOG_INFO, "connected to %s:%u (session present %d)",
-              c->uris[c->uri_index].host, c->uris[c->uri_index].port,
-              ev->u.connected.session_present);
+        logf_(c, MQTTC_LOG_INFO, "connected to %s (session present %d)",
+              server_label(c, label, sizeof label), ev->u.connected.session_present);
         if (!ev->u.connected.session_present && c->sub_count > 0) {
             restore_subscriptions(c);
         }
@@ -1016,6 +1044,7 @@ static void on_engine_event(void *user, const mqttc_event *ev)
 
 static void emit_error(mqttc_client *c, int code, mqttc_error_kind kind)
 {
+    char label[MQTTC_URI_HOST_MAX + 16];
     mqttc_client_event ev;
     memset(&ev, 0, sizeof ev);
     ev.type = MQTTC_CLIENT_EV_ERROR;
@@ -1027,8 +1056,8 @@ static void emit_error(mqttc_client *c, int code, mqttc_error_kind kind)
         ev.u.error.kind = MQTTC_ERRKIND_CONNACK;
         ev.u.error.connack_code = (uint8_t)(MQTTC_ERR_REFUSED_PROTOCOL - code + 1);
     }
-    logf_(c, MQTTC_LOG_WARN, "%s:%u: %s (detail %d)", c->uris[c->uri_index].host,
-          c->uris[c->uri_index].port, mqttc_strerror(code), ev.u.error.detail);
+    logf_(c, MQTTC_LOG_WARN, "%s: %s (detail %d)", server_label(c, label, sizeof label),
+          mqttc_strerror(code), ev.u.error.detail);
     dispatch(c, &ev);
 }
 
@@ -1045,6 +1074,7 @@ static void close_transport(mqttc_client *c)
  * (backed-off, jittered) delay once every URI was tried. */
 static void schedule_retry(mqttc_client *c, uint32_t now)
 {
+    char label[MQTTC_URI_HOST_MAX + 16];
     uint32_t delay = 0;
     c->uri_index = (c->uri_index + 1) % c->uri_count;
     if (++c->tries_in_cycle >= c->uri_count) {
@@ -1063,8 +1093,8 @@ static void schedule_retry(mqttc_client *c, uint32_t now)
     }
     c->state = MQTTC_CLIENT_WAITING;
     c->retry_at = now + delay;
-    logf_(c, MQTTC_LOG_INFO, "next attempt in %u ms to %s:%u", (unsigned)delay,
-          c->uris[c->uri_index].host, c->uris[c->uri_index].port);
+    logf_(c, MQTTC_LOG_INFO, "next attempt in %u ms to %s", (unsigned)delay,
+          server_label(c, label, sizeof label));
 }
 
 static void attempt_failed(mqttc_client *c, int code, uint32_t now)
@@ -1091,9 +1121,10 @@ static void transport_log(void *user, mqttc_log_level level, const char *msg)
 
 static void start_attempt(mqttc_client *c, uint32_t now)
 {
-    const mqttc_uri *u = &c->uris[c->uri_index];
+    mqttc_uri parsed, *u = &parsed; /* the transports copy what they keep */
     int rc;
     close_transport(c);
+    server_at(c, c->uri_index, u); /* checked by create */
     memset(&c->topts, 0, sizeof c->topts);
     c->topts.tls = &c->cfg.tls;
     c->topts.ws_path = c->cfg.ws_path ? c->cfg.ws_path : u->path;
@@ -1104,6 +1135,7 @@ static void start_attempt(mqttc_client *c, uint32_t now)
     c->attempt_start = now;
     logf_(c, MQTTC_LOG_DEBUG, "connecting to %s:%u", u->host, u->port);
     rc = mqttc__transport_open(u, &c->topts, &c->tr);
+    c->topts.ws_path = NULL; /* pointed into `parsed`; used only by the open */
     if (rc < 0) {
         c->tr = NULL;
         attempt_failed(c, rc, now);
@@ -1161,6 +1193,8 @@ static void linger_close(mqttc_client *c)
 /* The engine went offline: report it and decide what comes next. */
 static void session_closed(mqttc_client *c, uint32_t now)
 {
+    trim_pool(c); /* offline: hold no more than the queue needs */
+    shrink_buffers(c);
     int reason = c->close_reason;
     bool was_ready = c->state == MQTTC_CLIENT_READY;
     mqttc_client_event ev;
@@ -1407,6 +1441,15 @@ static int timeout_ms(mqttc_client *c)
     default:
         break;
     }
+    if ((c->state == MQTTC_CLIENT_READY || c->state == MQTTC_CLIENT_HANDSHAKE) &&
+        (c->pool != NULL || (c->rx != NULL && mqttc_engine_idle(&c->eng)))) {
+        /* wake up to free what an idle client need not hold */
+        uint32_t since = now - c->idle_since;
+        uint32_t left = c->activity != c->idle_seen ? IDLE_MS
+                        : since >= IDLE_MS          ? 0
+                                                    : IDLE_MS - since;
+        t = left < t ? left : t;
+    }
     return t == MQTTC_NO_TIMEOUT ? -1 : (t > 0x7FFFFFFF ? 0x7FFFFFFF : (int)t);
 }
 
@@ -1483,7 +1526,7 @@ static void free_client(mqttc_client *c)
     free(c->tx);
     free(c->inbound);
     free(c->inbound_bits);
-    free(c->uris);
+    free(c->servers);
     free(c->strings);
     free(c->alpn);
     free(c);
