@@ -61,8 +61,8 @@ typedef struct tcp_transport {
     struct addrinfo *next;  /* next address to try */
     bool tried_connect;     /* some connect() failed: its error wins */
     int error;              /* MQTTC_ERR_* of the last failed attempt */
-    char host[MQTTC_URI_HOST_MAX];
     char port[TCP_PORT_TEXT];
+    char host[]; /* sized to the name: a connection holds no 256-byte array */
 } tcp_transport;
 
 static int tcp_errno_to_error(int err)
@@ -209,7 +209,7 @@ static int tcp_resolve_start(tcp_transport *t)
     if (r == NULL) {
         return MQTTC_ERR_NO_MEMORY;
     }
-    memcpy(r->host, t->host, sizeof(r->host));
+    memcpy(r->host, t->host, strlen(t->host) + 1); /* shorter than MQTTC_URI_HOST_MAX: checked at open */
     memcpy(r->port, t->port, sizeof(r->port));
     if (pthread_mutex_init(&r->lock, NULL) != 0) {
         free(r);
@@ -533,7 +533,7 @@ int mqttc__tcp_open(const char *host, uint16_t port, mqttc_transport **out)
     if (len == 0 || len >= MQTTC_URI_HOST_MAX) {
         return MQTTC_ERR_INVALID_ARG;
     }
-    t = calloc(1, sizeof(*t));
+    t = calloc(1, sizeof(*t) + len + 1);
     if (t == NULL) {
         return MQTTC_ERR_NO_MEMORY;
     }
