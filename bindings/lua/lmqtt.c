@@ -602,8 +602,9 @@ static int l_ready(lua_State *L)
     return 1;
 }
 
-/* 0 disconnected, 1 connecting, 2 handshake, 3 ready, 4 error (waiting to
- * reconnect, or the last attempt failed). */
+/* 0 disconnected (also while waiting to reconnect: LuatOS sets 0 when its
+ * socket closes, and scripts reconnect on STATE_DISCONNECT), 1 connecting,
+ * 2 handshake, 3 ready, 4 error (the last attempt failed, no reconnect). */
 static int l_state(lua_State *L)
 {
     lmqtt *m = check_client(L);
@@ -623,7 +624,7 @@ static int l_state(lua_State *L)
             s = 3;
             break;
         case MQTTC_CLIENT_WAITING:
-            s = 4;
+            s = 0;
             break;
         }
     }
