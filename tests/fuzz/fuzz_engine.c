@@ -139,6 +139,7 @@ static mqttc_engine engine;
 static mqttc_message msgs[NMSG];
 static mqttc_request reqs[NREQ];
 static bool msg_busy[NMSG];
+static bool msg_released[NMSG]; /* MQTTC_EV_RELEASED seen for the current use */
 static bool req_busy[NREQ];
 static int republish_budget;
 static bool connected;
@@ -183,6 +184,7 @@ static void publish(int i) {
         if ((msgs[i].qos == 0) != (rc == 0)) FAIL("publish QoS %u got id %d", msgs[i].qos, rc);
         if (rc != msgs[i].packet_id) FAIL("publish returned %d, node says %u", rc, msgs[i].packet_id);
         msg_busy[i] = true;
+        msg_released[i] = false;
     } else if (rc != MQTTC_ERR_QUEUE_FULL) {
         FAIL("publish of a valid message failed: %d", rc);
     }
@@ -287,6 +289,8 @@ static void on_event(void *user, const mqttc_event *ev) {
             FAIL("publish_done status %d", st);
         if (st == MQTTC_ERR_CONNECTION_LOST && msgs[i].qos != 0)
             FAIL("QoS %u message handed back as lost", msgs[i].qos);
+        if (st == 0 && msgs[i].qos == 2 && !msg_released[i])
+            FAIL("QoS 2 message %d completed without RELEASED (PUBREC)", i);
         msg_busy[i] = false;
         if (republish_budget > 0) { /* a re-entrant publish from the callback */
             republish_budget--;
@@ -314,6 +318,17 @@ static void on_event(void *user, const mqttc_event *ev) {
         break;
     }
     case MQTTC_EV_PONG:
+        break;
+    case MQTTC_EV_RELEASED: {
+        int i = msg_index(ev->u.released.msg);
+        if (!msg_busy[i]) FAIL("RELEASED for message %d not in the engine", i);
+        if (msgs[i].qos != 2) FAIL("RELEASED for a QoS %u message", msgs[i].qos);
+        if (msg_released[i]) FAIL("RELEASED twice for message %d", i);
+        msg_released[i] = true;
+        break;
+    }
+    case MQTTC_EV_PUBREL:
+        if (ev->u.pubrel.packet_id == 0) FAIL("PUBREL event for id 0");
         break;
     default:
         FAIL("unknown event type %d", ev->type);
