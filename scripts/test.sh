@@ -199,7 +199,7 @@ CORE_RODATA=0
 size_report "$ROOT/build/release/libmqttc.a"
 LINKED=$(./scripts/core_size.sh gcc) || die "scripts/core_size.sh failed"
 printf '\n%s\n' "$LINKED"
-pass "core .text $CORE_TEXT B, .rodata $CORE_RODATA B; linked: $(tail -n1 <<<"$LINKED") B
+pass "core .text $CORE_TEXT B, .rodata $CORE_RODATA B; linked: $(tail -n1 <<<"$LINKED") B"
 
 # Every test again under ThreadSanitizer: the client's thread, the resolver
 # thread, callbacks calling back into the client from several threads.
