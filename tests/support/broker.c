@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -69,7 +70,7 @@ static int loopback_socket(bool ipv6, uint16_t port, struct sockaddr_storage *ss
     return fd;
 }
 
-uint16_t broker_unused_port(bool ipv6)
+static uint16_t probe_port(bool ipv6)
 {
     struct sockaddr_storage ss;
     socklen_t len;
@@ -84,6 +85,37 @@ uint16_t broker_unused_port(bool ipv6)
                     : ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     close(fd);
+    return port;
+}
+
+/* The kernel may hand the same free port to consecutive probes, since
+ * nothing binds it in between: a test that probes several ports before
+ * starting its broker would give two listeners one port. Ports handed out
+ * recently by this process are skipped (test support: a process-wide list). */
+#define RECENT_PORTS 64
+static pthread_mutex_t recent_mu = PTHREAD_MUTEX_INITIALIZER;
+static uint16_t recent[RECENT_PORTS];
+static unsigned recent_next;
+
+uint16_t broker_unused_port(bool ipv6)
+{
+    uint16_t port = 0;
+    pthread_mutex_lock(&recent_mu);
+    for (int attempt = 0; attempt < 50; attempt++) {
+        bool seen = false;
+        port = probe_port(ipv6);
+        for (unsigned i = 0; i < RECENT_PORTS && port != 0; i++) {
+            seen |= recent[i] == port;
+        }
+        if (!seen) {
+            break;
+        }
+        port = 0;
+    }
+    if (port != 0) {
+        recent[recent_next++ % RECENT_PORTS] = port;
+    }
+    pthread_mutex_unlock(&recent_mu);
     return port;
 }
 
