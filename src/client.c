@@ -635,6 +635,25 @@ static int setup_engine(mqttc_client *c)
 
 static void free_client(mqttc_client *c);
 
+/* The pipe that interrupts a sleeping loop: the client's thread, or
+ * mqttc_client_loop() (opened at its first call). A caller that polls
+ * mqttc_client_fd() itself never needs it: one descriptor per client. */
+static int open_wake(mqttc_client *c)
+{
+    if (c->wake[0] >= 0) {
+        return 0;
+    }
+    if (pipe(c->wake) != 0) {
+        c->wake[0] = c->wake[1] = -1;
+        return MQTTC_ERR_NO_MEMORY;
+    }
+    fcntl(c->wake[0], F_SETFL, O_NONBLOCK);
+    fcntl(c->wake[1], F_SETFL, O_NONBLOCK);
+    fcntl(c->wake[0], F_SETFD, FD_CLOEXEC);
+    fcntl(c->wake[1], F_SETFD, FD_CLOEXEC);
+    return 0;
+}
+
 int mqttc_client_create(const mqttc_client_config *cfg, mqttc_client **out)
 {
     mqttc_client *c;
@@ -663,17 +682,13 @@ int mqttc_client_create(const mqttc_client_config *cfg, mqttc_client **out)
     if (rc == 0) {
         rc = load_store(c);
     }
-    if (rc == 0 && pipe(c->wake) != 0) {
-        rc = MQTTC_ERR_NO_MEMORY;
+    if (rc == 0 && c->cfg.run_mode == MQTTC_RUN_THREAD) {
+        rc = open_wake(c);
     }
     if (rc < 0) {
         free_client(c);
         return rc;
     }
-    fcntl(c->wake[0], F_SETFL, O_NONBLOCK);
-    fcntl(c->wake[1], F_SETFL, O_NONBLOCK);
-    fcntl(c->wake[0], F_SETFD, FD_CLOEXEC);
-    fcntl(c->wake[1], F_SETFD, FD_CLOEXEC);
     pthread_mutex_init(&c->lock, NULL);
     c->rng = ((uint64_t)now_ms() << 32) ^ (uint64_t)(uintptr_t)c ^ 0x9E3779B97F4A7C15ull;
     c->backoff = c->cfg.reconnect_ms ? c->cfg.reconnect_ms : 3000;
@@ -1835,6 +1850,10 @@ int mqttc_client_loop(mqttc_client *c, int timeout)
     }
     if (!enter_loop(c)) {
         return MQTTC_ERR_BAD_STATE;
+    }
+    if (open_wake(c) < 0) {
+        leave_loop(c);
+        return MQTTC_ERR_NO_MEMORY;
     }
     t = timeout_ms(c);
     if (timeout >= 0 && (t < 0 || timeout < t)) {
