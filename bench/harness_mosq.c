@@ -102,6 +102,9 @@ static bench_client *lib_create(const char *host, int port, int idx, const char 
         return NULL;
     }
     mosquitto_int_option(b->m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+    /* off by default in libmosquitto; mqttc and Paho set it: Nagle would add
+     * 40 ms delayed-ACK stalls to a ping-pong */
+    mosquitto_int_option(b->m, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_max_inflight_messages_set(b->m, (unsigned)inflight_max);
     mosquitto_connect_callback_set(b->m, on_connect);
     mosquitto_disconnect_callback_set(b->m, on_disconnect);
