@@ -181,7 +181,8 @@ if [[ $SMOKE -eq 1 ]]; then
   for s in "${SMOKE_RUNS[@]}"; do
     read -r -a args <<<"${s#*:}"
     for lib in "${LIBS[@]}"; do
-      run "${s%%:*}" 1 "$lib" 60 "${args[@]}" --timeout-ms 10000 --max-seconds 50
+      [[ $((SECONDS - START)) -lt 120 ]] || { echo "run.sh: smoke over its 120 s budget" >&2; exit 1; }
+      run "${s%%:*}" 1 "$lib" 30 "${args[@]}" --timeout-ms 10000 --max-seconds 25
     done
   done
   python3 "$ROOT/bench/report.py" "$RAW" --smoke
