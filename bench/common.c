@@ -477,7 +477,11 @@ static int run_idle(void)
             snprintf(id, sizeof id, "bench-%s-%d-%d", L->name, (int)getpid(), j);
             c[j] = L->create(A.host, A.port, j, id, 20);
             if (c[j] == NULL) {
-                set_error("create client %d failed (open fds %ld)", j, open_fds());
+                int e = errno;
+                struct rlimit rl = {0, 0};
+                getrlimit(RLIMIT_NOFILE, &rl);
+                set_error("create client %d failed: %s (fd limit %ld)", j, strerror(e),
+                          (long)rl.rlim_cur);
                 goto out;
             }
         }

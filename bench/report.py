@@ -91,6 +91,8 @@ def cell(data, bench, lib, key, kind):
     if d is None:
         return "–", None
     vals = d["values"].get(key)
+    if not vals and d["values"] and not d["errors"]:
+        return "n/a", None  # measured, but this quantity does not apply
     if not vals:
         err = d["errors"][0] if d["errors"] else "no result"
         return f"FAIL: {err}", None
@@ -128,6 +130,9 @@ ROWS = [
     ("fds per client", "idle_1000", "fds_per_client", "f2", "lower"),
     ("10,000 idle clients: RSS per connection (B)", "c10k", "rss_per_client", "int", "lower"),
     ("10,000 idle clients: heap per connection (B)", "c10k", "heap_per_client", "int", "lower"),
+    ("(fd limit − 100) / 3 idle clients: RSS per connection (B)", "cmax", "rss_per_client", "int", "lower"),
+    ("(fd limit − 100) / 3 idle clients: heap per connection (B)", "cmax", "heap_per_client", "int", "lower"),
+    ("(fd limit − 100) / 3 idle clients: seconds to connect all", "cmax", "connect_s", "f2", "lower"),
     (".text of the library, -Os / distro (B)", "size", "text", "int", "lower"),
     (".text of mqttc's protocol core (B)", "size", "core_text", "int", "lower"),
     (".text of mqttc's drivers (B)", "size", "drivers_text", "int", "lower"),

@@ -310,12 +310,27 @@ if want c10k && [[ $QUICK -eq 0 ]]; then
   for lib in "${LIBS[@]}"; do
     run c10k 1 "$lib" 600 idle --clients 10000 --batch 200 --hold-ms 2000 --timeout-ms 30000 --max-seconds 550
   done
+  # A client that needs 3 descriptors (socket + wake pipe or socket pair)
+  # cannot reach 10,000 under a 20,000 limit: compare them all at the most
+  # that 3 per client allow too.
+  CMAX=$(( (FD_LIMIT - 100) / 3 ))
+  if [[ $CMAX -lt 10000 ]]; then
+    echo "== $CMAX idle clients (fd limit $FD_LIMIT / 3)"
+    for lib in "${LIBS[@]}"; do
+      run cmax 1 "$lib" 600 idle --clients "$CMAX" --batch 200 --hold-ms 2000 --timeout-ms 30000 --max-seconds 550
+    done
+  fi
 fi
+C10K_FAILED=$(grep -c '"bench":"c10k".*"exit":[1-9]' "$RAW" || true)
 
+QUICK_NOTE=""
+[[ $QUICK -eq 0 ]] || QUICK_NOTE=" --quick"
 HEADER="Run $(date -u +%Y-%m-%dT%H:%MZ), mqttc $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), \
-$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores, $ROUNDS round(s)$([[ $QUICK -eq 1 ]] && echo ', --quick'), \
-fd limit $FD_LIMIT, command: bench/run.sh $([[ $QUICK -eq 1 ]] && echo --quick) --rounds $ROUNDS${ONLY:+ --only $ONLY}"
+$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores, fd limit $FD_LIMIT, \
+command: bench/run.sh$QUICK_NOTE --rounds $ROUNDS${ONLY:+ --only $ONLY}"
 echo
 echo "$HEADER"
 python3 "$ROOT/bench/report.py" "$RAW" --md "$RESULTS/latest.md" --header "$HEADER"
-echo "run.sh: $FAILED failed run(s); table in bench/results/latest.md, every run in bench/results/raw.jsonl ($((SECONDS - START))s)"
+echo "run.sh: $FAILED failed run(s) ($C10K_FAILED of them 10,000-client runs); table in bench/results/latest.md, every run in bench/results/raw.jsonl ($((SECONDS - START))s)"
+# a library that cannot hold 10,000 clients is a result; any other failure is not
+[[ $((FAILED - C10K_FAILED)) -eq 0 ]]
