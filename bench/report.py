@@ -125,6 +125,8 @@ ROWS = [
     ("instructions/msg QoS 1, 64 B (callgrind)", "callgrind_q1", "ir_per_msg", "int", "lower"),
     ("syscalls/msg QoS 0, 64 B (strace)", "strace_q0", "syscalls_per_msg", "f2", "lower"),
     ("syscalls/msg QoS 1, 64 B (strace)", "strace_q1", "syscalls_per_msg", "f2", "lower"),
+    ("syscalls/msg latency ping-pong QoS 0 (strace)", "strace_lat_q0", "syscalls_per_msg", "f2", "lower"),
+    ("syscalls/msg latency ping-pong QoS 1 (strace)", "strace_lat_q1", "syscalls_per_msg", "f2", "lower"),
     ("heap per idle client, 1000 clients (B)", "idle_1000", "heap_per_client", "int", "lower"),
     ("RSS per idle client, 1000 clients (B)", "idle_1000", "rss_per_client", "int", "lower"),
     ("fds per client", "idle_1000", "fds_per_client", "f2", "lower"),

@@ -11,6 +11,8 @@
 #        bench/run.sh --smoke [--build-dir DIR]
 #   --rounds R       rounds of the timed measurements (default 5)
 #   --quick          1 round, a tenth of the messages, no 10,000-client run
+#                    (--quick, --only and a single library write
+#                    bench/results/partial.md and raw.partial.jsonl instead)
 #   --only NAME      one group (throughput latency idle callgrind strace size c10k)
 #                    or one library (mqttc mosquitto paho)
 #   --build-dir DIR  build here (default build/bench; an existing build
@@ -60,8 +62,13 @@ want() { [[ -z $ONLY || $ONLY == "$1" ]]; }
 
 RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS"
+TABLE=$RESULTS/latest.md
 if [[ $SMOKE -eq 1 ]]; then
   RAW=$BUILD/bench-smoke.jsonl
+elif [[ -n $ONLY || ${#LIBS[@]} -lt 3 || $QUICK -eq 1 ]]; then
+  # a partial run never replaces the full table
+  RAW=$RESULTS/raw.partial.jsonl
+  TABLE=$RESULTS/partial.md
 else
   RAW=$RESULTS/raw.jsonl
 fi
@@ -190,7 +197,9 @@ if [[ $SMOKE -eq 1 ]]; then
   exit 0
 fi
 
-for ((r = 1; r <= ROUNDS; r++)); do
+TIMED_WANTED=0
+for g in throughput latency idle; do want $g && TIMED_WANTED=1; done
+for ((r = 1; r <= ROUNDS && TIMED_WANTED; r++)); do
   echo "== round $r of $ROUNDS"
   for b in "${ORDER[@]}"; do
     want "$(group_of "$b")" || continue
@@ -246,34 +255,44 @@ if want callgrind; then
   done
 fi
 
-# System calls per message: strace -c -f over N1 and N2 messages.
+# System calls per message: strace -c -f over N1 and N2 messages, in
+# throughput mode (where a library may batch) and in latency mode (a
+# ping-pong: nothing to batch, so the count does not depend on timing).
+# strace_pair BENCH N1 N2 HARNESS-ARGS...
+strace_pair() {
+  local bench=$1 n1=$2 n2=$3 lib n f ok per
+  shift 3
+  for lib in "${LIBS[@]}"; do
+    ok=1
+    declare -A SC=()
+    for n in $n1 $n2; do
+      f=$RESULTS/strace.$bench.$lib.n$n.txt
+      if ! timeout -k 5 300 strace -f -c -o "$f" "$BUILD/bench/${EXE[$lib]}" "$@" --count "$n" \
+        --host 127.0.0.1 --port "$PORT" --timeout-ms 30000 >"$TMP/st.out" 2>"$TMP/st.err"; then
+        fail_line "$bench" "$lib" "harness failed under strace: $(tail -n 1 "$TMP/st.out")"
+        ok=0
+        break
+      fi
+      SC[$n]=$(awk '$NF == "total" { print $4 }' "$f")
+    done
+    [[ $ok -eq 1 ]] || continue
+    per=$(python3 -c "print(round((${SC[$n2]} - ${SC[$n1]}) / ($n2 - $n1), 3))")
+    result_line "$bench" "$lib" "{\"syscalls_per_msg\":$per,\"calls_n1\":${SC[$n1]},\"calls_n2\":${SC[$n2]},\"n1\":$n1,\"n2\":$n2}"
+    mv "$RESULTS/strace.$bench.$lib.n$n2.txt" "$RESULTS/strace.$bench.$lib.txt"
+    rm -f "$RESULTS/strace.$bench.$lib.n$n1.txt"
+    printf '  %-15s %-10s %s syscalls/msg\n' "$bench" "$lib" "$per"
+  done
+}
 if want strace; then
   command -v strace >/dev/null || { echo "run.sh: strace missing" >&2; exit 1; }
-  N1=2000 N2=10000
-  [[ $QUICK -eq 0 ]] || { N1=500; N2=2500; }
-  echo "== strace -c -f (throughput, 64 B, $N1 and $N2 messages)"
+  N1=2000 N2=10000 L1=500 L2=2500
+  [[ $QUICK -eq 0 ]] || { N1=500; N2=2500; L1=200; L2=1000; }
+  echo "== strace -c -f (64 B; throughput $N1 and $N2 messages, latency $L1 and $L2)"
   for q in 0 1; do
-    for lib in "${LIBS[@]}"; do
-      ok=1
-      declare -A SC=()
-      for n in $N1 $N2; do
-        f=$RESULTS/strace.$lib.q$q.n$n.txt
-        if ! timeout -k 5 300 strace -f -c -o "$f" \
-          "$BUILD/bench/${EXE[$lib]}" throughput --qos "$q" --size 64 --window 32 --count "$n" \
-          --host 127.0.0.1 --port "$PORT" --timeout-ms 30000 >"$TMP/st.out" 2>"$TMP/st.err"; then
-          fail_line "strace_q$q" "$lib" "harness failed under strace: $(tail -n 1 "$TMP/st.out")"
-          ok=0
-          break
-        fi
-        SC[$n]=$(awk '$NF == "total" { print $4 }' "$f")
-      done
-      [[ $ok -eq 1 ]] || continue
-      per=$(python3 -c "print(round(($((SC[$N2])) - $((SC[$N1]))) / ($N2 - $N1), 3))")
-      result_line "strace_q$q" "$lib" "{\"syscalls_per_msg\":$per,\"calls_n1\":${SC[$N1]},\"calls_n2\":${SC[$N2]},\"n1\":$N1,\"n2\":$N2}"
-      mv "$RESULTS/strace.$lib.q$q.n$N2.txt" "$RESULTS/strace.$lib.q$q.txt"
-      rm -f "$RESULTS/strace.$lib.q$q.n$N1.txt"
-      printf '  strace_q%s %-10s %s syscalls/msg\n' "$q" "$lib" "$per"
-    done
+    strace_pair "strace_q$q" "$N1" "$N2" throughput --qos "$q" --size 64 --window 32
+  done
+  for q in 0 1; do
+    strace_pair "strace_lat_q$q" "$L1" "$L2" latency --qos "$q" --size 64
   done
 fi
 
@@ -330,7 +349,7 @@ $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'), $(nproc) cores, fd limi
 command: bench/run.sh$QUICK_NOTE --rounds $ROUNDS${ONLY:+ --only $ONLY}"
 echo
 echo "$HEADER"
-python3 "$ROOT/bench/report.py" "$RAW" --md "$RESULTS/latest.md" --header "$HEADER"
-echo "run.sh: $FAILED failed run(s) ($C10K_FAILED of them 10,000-client runs); table in bench/results/latest.md, every run in bench/results/raw.jsonl ($((SECONDS - START))s)"
+python3 "$ROOT/bench/report.py" "$RAW" --md "$TABLE" --header "$HEADER"
+echo "run.sh: $FAILED failed run(s) ($C10K_FAILED of them 10,000-client runs); table in ${TABLE#"$ROOT"/}, every run in ${RAW#"$ROOT"/} ($((SECONDS - START))s)"
 # a library that cannot hold 10,000 clients is a result; any other failure is not
 [[ $((FAILED - C10K_FAILED)) -eq 0 ]]
