@@ -50,9 +50,13 @@ static void on_event(mqttc_client *c, const mqttc_client_event *ev, void *user)
     case MQTTC_CLIENT_EV_DISCONNECTED:
         bench_on_error(b->idx, "disconnected", ev->u.disconnected.reason);
         break;
-    case MQTTC_CLIENT_EV_ERROR:
-        bench_on_error(b->idx, mqttc_strerror(ev->u.error.code), ev->u.error.code);
+    case MQTTC_CLIENT_EV_ERROR: {
+        char what[160];
+        snprintf(what, sizeof what, "%s (kind %d, detail %d)", mqttc_strerror(ev->u.error.code),
+                 (int)ev->u.error.kind, ev->u.error.detail);
+        bench_on_error(b->idx, what, ev->u.error.code);
         break;
+    }
     default:
         break;
     }
