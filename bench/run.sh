@@ -303,17 +303,18 @@ if want size; then
   echo "== .text"
   CORE=(error utf8 topic codec_encode codec_decode decoder engine)
   objdir=$BUILD/CMakeFiles/mqttc_core.dir/src
-  core=0 drivers=0
+  core=0 drivers=0 objects=""
   for o in "$objdir"/*.c.o; do
     n=${o##*/}
     t=$(text_of "$o")
+    objects+="${objects:+,}\"${n%.c.o}\":$t"
     if [[ " ${CORE[*]} " == *" ${n%.c.o} "* ]]; then core=$((core + t)); else drivers=$((drivers + t)); fi
     printf '  %-20s %8s\n' "${n%.c.o}" "$t"
   done
   so=$(readlink -f "$BUILD/libmqttc.so")
   for lib in "${LIBS[@]}"; do
     case $lib in
-      mqttc) result_line size mqttc "{\"text\":$(text_of "$so"),\"core_text\":$core,\"drivers_text\":$drivers}" ;;
+      mqttc) result_line size mqttc "{\"text\":$(text_of "$so"),\"core_text\":$core,\"drivers_text\":$drivers,\"objects\":{$objects}}" ;;
       mosquitto) f=$(readlink -f /usr/lib/x86_64-linux-gnu/libmosquitto.so.1)
                  result_line size mosquitto "{\"text\":$(text_of "$f")}" ;;
       paho) f=$(readlink -f /usr/lib/x86_64-linux-gnu/libpaho-mqtt3a.so.1)
