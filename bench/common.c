@@ -4,6 +4,8 @@
  *   harness_LIB throughput --qos Q --size BYTES --count N --window W [--e2e-window E]
  *   harness_LIB latency    --qos Q --count N [--size BYTES]
  *   harness_LIB idle       --clients K [--hold-ms MS] [--batch B]
+ *     heap and RSS per client right after the last CONNACK (*_connected) and
+ *     at the end of the hold (the main figures)
  *   common: --host 127.0.0.1 --port P [--timeout-ms MS] [--max-seconds S]
  *
  * Every wait is bounded: no progress for --timeout-ms, or --max-seconds in
@@ -456,7 +458,7 @@ static int run_idle(void)
 {
     int k = A.clients;
     bench_client **c = calloc((size_t)k, sizeof *c);
-    uint64_t heap0, rss0, heap1, rss1, t0, t1, t2, cpu0;
+    uint64_t heap0, rss0, heap1, rss1, heap2, rss2, t0, t1, t2, cpu0;
     long fds0, fds1;
     bool ok = false;
     char id[64];
@@ -496,10 +498,12 @@ static int run_idle(void)
             goto out;
         }
     }
+    /* right after connecting */
     heap1 = heap_bytes();
     rss1 = rss_bytes();
     fds1 = open_fds();
-    /* hold them connected a moment */
+    /* hold them connected, idle; measure again at the end (a library may
+     * release what an idle connection does not need after a while) */
     t2 = bench_now_ns();
     for (long turns = 0; turns < 1000000L && bench_now_ns() - t2 < (uint64_t)A.hold_ms * 1000000u;
          turns++) {
@@ -507,6 +511,8 @@ static int run_idle(void)
             goto out;
         }
     }
+    heap2 = heap_bytes();
+    rss2 = rss_bytes();
     if (S.errors > 0 || S.connected != k) {
         set_error("%ld of %d clients connected", S.connected, k);
         goto out;
@@ -514,8 +520,11 @@ static int run_idle(void)
     json_head();
     printf(",\"ok\":true,\"params\":{\"clients\":%d,\"batch\":%d,\"hold_ms\":%d},", k, A.batch,
            A.hold_ms);
-    printf("\"results\":{\"heap_per_client\":%.1f,\"rss_per_client\":%.1f,\"fds_per_client\":%.2f,"
-           "\"connect_s\":%.3f,\"connected\":%ld,\"cpu_us_per_client\":%.1f}}\n",
+    printf("\"results\":{\"heap_per_client\":%.1f,\"rss_per_client\":%.1f,"
+           "\"heap_per_client_connected\":%.1f,\"rss_per_client_connected\":%.1f,"
+           "\"fds_per_client\":%.2f,\"connect_s\":%.3f,\"connected\":%ld,"
+           "\"cpu_us_per_client\":%.1f}}\n",
+           ((double)heap2 - (double)heap0) / k, ((double)rss2 - (double)rss0) / k,
            ((double)heap1 - (double)heap0) / k, ((double)rss1 - (double)rss0) / k,
            (double)(fds1 - fds0) / k, (double)(t1 - t0) / 1e9, S.connected,
            (double)(cpu_us() - cpu0) / k);

@@ -158,7 +158,7 @@ declare -A TIMED=(
   [tp_q2_4096]="throughput --qos 2 --size 4096 --window 32 --count 20000"
   [lat_q0]="latency --qos 0 --size 64 --count 20000"
   [lat_q1]="latency --qos 1 --size 64 --count 20000"
-  [idle_1000]="idle --clients 1000 --batch 100 --hold-ms 1000"
+  [idle_1000]="idle --clients 1000 --batch 100 --hold-ms 3000"
 )
 ORDER=(tp_q0_64 tp_q1_64 tp_q2_64 tp_q0_4096 tp_q1_4096 tp_q2_4096 lat_q0 lat_q1 idle_1000)
 group_of() { case $1 in tp_*) echo throughput ;; lat_*) echo latency ;; idle_*) echo idle ;; esac; }
@@ -328,7 +328,7 @@ fi
 if want c10k && [[ $QUICK -eq 0 ]]; then
   echo "== 10,000 idle clients (fd limit $FD_LIMIT)"
   for lib in "${LIBS[@]}"; do
-    run c10k 1 "$lib" 600 idle --clients 10000 --batch 200 --hold-ms 2000 --timeout-ms 30000 --max-seconds 550
+    run c10k 1 "$lib" 600 idle --clients 10000 --batch 200 --hold-ms 3000 --timeout-ms 30000 --max-seconds 550
   done
   # A client that needs 3 descriptors (socket + wake pipe or socket pair)
   # cannot reach 10,000 under a 20,000 limit: compare them all at the most
@@ -337,7 +337,7 @@ if want c10k && [[ $QUICK -eq 0 ]]; then
   if [[ $CMAX -lt 10000 ]]; then
     echo "== $CMAX idle clients (fd limit $FD_LIMIT / 3)"
     for lib in "${LIBS[@]}"; do
-      run cmax 1 "$lib" 600 idle --clients "$CMAX" --batch 200 --hold-ms 2000 --timeout-ms 30000 --max-seconds 550
+      run cmax 1 "$lib" 600 idle --clients "$CMAX" --batch 200 --hold-ms 3000 --timeout-ms 30000 --max-seconds 550
     done
   fi
 fi
