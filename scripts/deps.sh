@@ -22,6 +22,8 @@ PACKAGES+=(
   libmbedtls-dev                   # TLS, and SHA-1/base64 for the WebSocket handshake
   liblua5.4-dev lua5.4             # the LuatOS face (Lua module, sys/log, mqttc-lua)
   zlib1g-dev                       # CRC-32 of the file store's records
+  libmosquitto-dev libpaho-mqtt-dev # bench/: the peers mqttc is compared with
+  strace binutils python3          # bench/: syscalls per message, size of .text, the table
 )
 
 missing=()

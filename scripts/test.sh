@@ -199,6 +199,7 @@ CORE_RODATA=0
 size_report "$ROOT/build/release/libmqttc.a"
 LINKED=$(./scripts/core_size.sh gcc) || die "scripts/core_size.sh failed"
 printf '\n%s\n' "$LINKED"
+"$ROOT/bench/run.sh" --smoke --build-dir build/release  # harnesses vs mosquitto, libmosquitto, Paho: counts only
 pass "core .text $CORE_TEXT B, .rodata $CORE_RODATA B; linked: $(tail -n1 <<<"$LINKED") B"
 
 # Every test again under ThreadSanitizer: the client's thread, the resolver
