@@ -51,7 +51,8 @@ typedef struct mqttc_transport_vtable {
 struct mqttc_transport {
     const mqttc_transport_vtable *vt;
     /* Set by an implementation with its last error: the HTTP status of a
-     * refused WebSocket upgrade, the mbedTLS error code; 0 otherwise. A
+     * refused WebSocket upgrade, the mbedTLS error code, the errno of a
+     * failed TCP connect; 0 otherwise. A
      * wrapping transport copies its inner transport's detail. */
     int detail;
 };

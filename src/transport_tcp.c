@@ -296,6 +296,7 @@ static void tcp_note_error(tcp_transport *t, int err, bool from_connect)
 {
     if (from_connect || !t->tried_connect) {
         t->error = tcp_errno_to_error(err);
+        t->base.detail = err; /* the errno: EMFILE says more than "I/O error" */
     }
     t->tried_connect = t->tried_connect || from_connect;
 }

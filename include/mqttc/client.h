@@ -142,7 +142,8 @@ typedef struct mqttc_client_event {
             mqttc_error_kind kind;
             uint8_t connack_code;  /**< CONNACK return code for MQTTC_ERRKIND_CONNACK */
             int detail;            /**< transport detail: the HTTP status of a refused
-                                        WebSocket upgrade, the mbedTLS error code; else 0 */
+                                        WebSocket upgrade, the mbedTLS error code, the
+                                        errno of a failed TCP connect; else 0 */
         } error;
     } u;
 } mqttc_client_event;

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <sys/resource.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -367,9 +368,32 @@ static void closed_port_is_connect_refused(void **state)
     close(fd); /* nothing listens there any more */
     assert_int_equal(mqttc__tcp_open("127.0.0.1", port, &t), 0);
     assert_int_equal(drive_connect(t), MQTTC_ERR_CONNECT_REFUSED);
+    assert_int_equal(t->detail, ECONNREFUSED); /* the errno, for the error event */
     assert_int_equal(t->vt->fd(t), -1);
     assert_int_equal(t->vt->want(t), 0);
     assert_int_equal(t->vt->connect(t), MQTTC_ERR_CONNECT_REFUSED); /* sticky */
+    t->vt->destroy(t);
+}
+
+/* Out of descriptors: a generic I/O error, but the detail says EMFILE. */
+static void no_descriptor_left_keeps_its_errno(void **state)
+{
+    struct rlimit old, low;
+    mqttc_transport *t;
+    int rc, lowest = dup(0);
+
+    (void)state;
+    assert_true(lowest >= 0);
+    close(lowest);
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)lowest; /* the next descriptor would be over the limit */
+    assert_int_equal(mqttc__tcp_open("127.0.0.1", 1, &t), 0);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    rc = drive_connect(t);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(rc, MQTTC_ERR_TRANSPORT);
+    assert_int_equal(t->detail, EMFILE);
     t->vt->destroy(t);
 }
 
@@ -506,6 +530,7 @@ int main(void)
         cmocka_unit_test(read_returns_bytes_then_zero_then_closed_by_peer),
         cmocka_unit_test(writing_to_a_reset_connection_is_connection_lost),
         cmocka_unit_test(closed_port_is_connect_refused),
+        cmocka_unit_test(no_descriptor_left_keeps_its_errno),
         cmocka_unit_test(unresolvable_name_is_resolve_error),
         cmocka_unit_test(destroy_while_resolving_is_safe),
         cmocka_unit_test(io_before_connect_is_refused),
