@@ -101,8 +101,9 @@ struct mqttc_client {
     bool thread_started;
 
     client_msg *done_head, *done_tail; /* completed or dropped, to report */
-    client_msg *pool; /* free nodes of POOL_SLOT bytes */
+    client_msg *pool; /* free nodes of `slot` bytes */
     unsigned pool_count;
+    size_t slot; /* POOL_SLOT, or prealloc_message_size with preallocate */
     uint32_t activity;   /* publishes, requests and reads: to notice idleness */
     uint32_t idle_seen;  /* `activity` at idle_since */
     uint32_t idle_since; /* when the loop last saw `activity` change */
@@ -478,12 +479,14 @@ static client_msg *new_msg(mqttc_client *c, const char *topic, size_t tlen, cons
 {
     size_t need = tlen + 1 + len;
     client_msg *cm;
-    if (need <= POOL_SLOT && c->pool != NULL) {
+    if (need <= c->slot && c->pool != NULL) {
         cm = c->pool;
         c->pool = cm->next_done;
         c->pool_count--;
+    } else if (c->cfg.preallocate) {
+        return NULL; /* the caller tells TOO_LARGE from QUEUE_FULL */
     } else {
-        size_t cap = need <= POOL_SLOT ? POOL_SLOT : need;
+        size_t cap = need <= c->slot ? c->slot : need;
         cm = malloc(sizeof *cm + cap);
         if (cm == NULL) {
             return NULL;
@@ -507,7 +510,7 @@ static client_msg *new_msg(mqttc_client *c, const char *topic, size_t tlen, cons
 
 static void release_msg(mqttc_client *c, client_msg *cm)
 {
-    if (cm->cap == POOL_SLOT && c->pool_count < POOL_MAX) {
+    if (cm->cap == c->slot && (c->pool_count < POOL_MAX || c->cfg.preallocate)) {
         cm->next_done = c->pool;
         c->pool = cm;
         c->pool_count++;
@@ -516,8 +519,38 @@ static void release_msg(mqttc_client *c, client_msg *cm)
     }
 }
 
+static void free_pool(mqttc_client *c)
+{
+    while (c->pool != NULL) {
+        client_msg *cm = c->pool;
+        c->pool = cm->next_done;
+        free(cm);
+    }
+    c->pool_count = 0;
+}
+
+/* The preallocated nodes: queue_max_msgs of them. */
+static int fill_pool(mqttc_client *c)
+{
+    uint32_t n = c->cfg.queue_max_msgs ? c->cfg.queue_max_msgs : 1000;
+    for (uint32_t i = 0; i < n; i++) {
+        client_msg *cm = malloc(sizeof *cm + c->slot);
+        if (cm == NULL) {
+            return MQTTC_ERR_NO_MEMORY;
+        }
+        cm->cap = (uint32_t)c->slot;
+        cm->next_done = c->pool;
+        c->pool = cm;
+        c->pool_count++;
+    }
+    return 0;
+}
+
 static void trim_pool(mqttc_client *c)
 {
+    if (c->cfg.preallocate) {
+        return; /* kept for the client's life */
+    }
     while (c->pool != NULL) {
         client_msg *cm = c->pool;
         c->pool = cm->next_done;
@@ -585,7 +618,7 @@ static int grow_buffers(mqttc_client *c)
 /* Back to the small arrays when the engine holds nothing. */
 static void shrink_buffers(mqttc_client *c)
 {
-    if (c->rx != NULL && mqttc_engine_idle(&c->eng) &&
+    if (c->rx != NULL && !c->cfg.preallocate && mqttc_engine_idle(&c->eng) &&
         mqttc_engine_resize(&c->eng, c->small_rx, sizeof c->small_rx, c->small_tx,
                             sizeof c->small_tx) == 0) {
         free(c->rx);
@@ -621,7 +654,8 @@ static int setup_engine(mqttc_client *c)
     ec.max_packet = c->cfg.max_message_size && c->cfg.max_message_size < MQTTC_MAX_REMAINING_LENGTH
                         ? c->cfg.max_message_size + MQTTC_MAX_FIXED_HEADER
                         : 0;
-    ec.stream_payloads = true; /* reassembled here unless the user wants pieces */
+    /* reassembled here unless the user wants pieces; preallocated: never joined */
+    ec.stream_payloads = !c->cfg.preallocate || c->cfg.message_pieces;
     ec.inflight_max = c->cfg.inflight_max;
     ec.queue_max_msgs = c->cfg.queue_max_msgs;
     ec.queue_max_bytes = c->cfg.queue_max_bytes;
@@ -678,6 +712,15 @@ int mqttc_client_create(const mqttc_client_config *cfg, mqttc_client **out)
     }
     if (rc == 0) {
         rc = setup_engine(c);
+    }
+    c->slot = POOL_SLOT;
+    if (rc == 0 && c->cfg.preallocate) {
+        c->slot = c->cfg.prealloc_message_size ? c->cfg.prealloc_message_size : POOL_SLOT;
+        c->inbound_bits = malloc(MQTTC_INBOUND_BITMAP_SIZE);
+        rc = c->inbound_bits == NULL ? MQTTC_ERR_NO_MEMORY : grow_buffers(c);
+        if (rc == 0) {
+            rc = fill_pool(c);
+        }
     }
     if (rc == 0) {
         rc = load_store(c);
@@ -1534,7 +1577,7 @@ static void free_client(mqttc_client *c)
         close(c->wake[0]);
         close(c->wake[1]);
     }
-    trim_pool(c);
+    free_pool(c);
     free(c->subs);
     free(c->big);
     free(c->rx);
@@ -1714,7 +1757,9 @@ int mqttc_client_publish(mqttc_client *c, const char *topic, const void *payload
     cm = new_msg(c, topic, tlen, payload, len, qos, retain);
     if (cm == NULL) {
         pthread_mutex_unlock(&c->lock);
-        return MQTTC_ERR_NO_MEMORY;
+        return !c->cfg.preallocate           ? MQTTC_ERR_NO_MEMORY
+               : tlen + 1 + len > c->slot     ? MQTTC_ERR_TOO_LARGE
+                                              : MQTTC_ERR_QUEUE_FULL;
     }
     c->activity++;
     rc = grow_buffers(c); /* the engine checks the packet against them */

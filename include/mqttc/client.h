@@ -236,6 +236,20 @@ typedef struct mqttc_client_config {
     uint32_t max_message_size; /**< largest incoming message (default 256 MiB, the protocol maximum) */
     bool message_pieces; /**< deliver messages larger than rx_buffer_size in pieces instead of whole */
 
+    /** Allocate everything the steady state needs in mqttc_client_create():
+     *  the receive and send buffers (kept, never given back when idle), the
+     *  inbound QoS 2 bitmap, and queue_max_msgs message nodes of
+     *  prealloc_message_size bytes (topic + payload). Once connected and
+     *  subscribed, publishing, receiving, acknowledging and keepalive then
+     *  call no allocator: a larger publish fails with MQTTC_ERR_TOO_LARGE, a
+     *  full pool with MQTTC_ERR_QUEUE_FULL, and an incoming message larger than
+     *  rx_buffer_size arrives in pieces if message_pieces is set, or closes the
+     *  connection with MQTTC_ERR_PACKET_TOO_LARGE (nothing is joined on the
+     *  heap). Connecting, subscribing, a store and TLS/WebSocket still allocate.
+     *  Size queue_max_msgs to need: the default 1000 nodes take ~340 KB. */
+    bool preallocate;
+    size_t prealloc_message_size; /**< with preallocate: bytes per node (default 256) */
+
     uint32_t connect_timeout_ms; /**< DNS + socket connect, and then CONNACK (default 10000) */
     bool auto_reconnect;         /**< default false */
     uint32_t reconnect_ms;       /**< first (or fixed) delay (default 3000) */
