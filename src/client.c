@@ -548,15 +548,9 @@ static int fill_pool(mqttc_client *c)
 
 static void trim_pool(mqttc_client *c)
 {
-    if (c->cfg.preallocate) {
-        return; /* kept for the client's life */
+    if (!c->cfg.preallocate) { /* preallocated nodes are kept for the client's life */
+        free_pool(c);
     }
-    while (c->pool != NULL) {
-        client_msg *cm = c->pool;
-        c->pool = cm->next_done;
-        free(cm);
-    }
-    c->pool_count = 0;
 }
 
 /* One record loaded from the store: back into the engine. */

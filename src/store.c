@@ -99,6 +99,25 @@ void store_index_clear(store_index *x, mqttc_store_kind kind)
     x->live_bytes = 0;
 }
 
+int store_index_load_inbound(const store_index *x, mqttc_store_each each, void *arg)
+{
+    uint32_t id;
+    for (id = 1; id <= 65535u; id++) {
+        if (store_index_in_test(x, (uint16_t)id)) {
+            mqttc_store_record r;
+            int rc;
+            memset(&r, 0, sizeof r);
+            r.kind = MQTTC_STORE_INBOUND;
+            r.packet_id = (uint16_t)id;
+            rc = each(arg, &r);
+            if (rc < 0) {
+                return rc;
+            }
+        }
+    }
+    return 0;
+}
+
 void store_index_free(store_index *x)
 {
     store_index_clear(x, MQTTC_STORE_OUTBOUND);
@@ -220,7 +239,6 @@ static int mem_load(void *ctx, mqttc_store_each each, void *arg)
 {
     mem_store *s = ctx;
     size_t i;
-    uint32_t id;
     for (i = s->x.head; i < s->x.n; i++) {
         mqttc_store_record r;
         store_out *o = &s->x.v[i];
@@ -237,20 +255,7 @@ static int mem_load(void *ctx, mqttc_store_each each, void *arg)
             return rc;
         }
     }
-    for (id = 1; id <= 65535u; id++) {
-        if (store_index_in_test(&s->x, (uint16_t)id)) {
-            mqttc_store_record r;
-            int rc;
-            memset(&r, 0, sizeof r);
-            r.kind = MQTTC_STORE_INBOUND;
-            r.packet_id = (uint16_t)id;
-            rc = each(arg, &r);
-            if (rc < 0) {
-                return rc;
-            }
-        }
-    }
-    return 0;
+    return store_index_load_inbound(&s->x, each, arg);
 }
 
 static void mem_close(void *ctx)

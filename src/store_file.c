@@ -174,6 +174,20 @@ static int sync_dir(const char *dir)
     return rc;
 }
 
+/* Read o's body into *buf (grown as needed). */
+static int read_body(const file_store *s, const store_out *o, uint8_t **buf, size_t *cap)
+{
+    if (o->len > *cap) {
+        uint8_t *b = realloc(*buf, o->len);
+        if (b == NULL) {
+            return MQTTC_ERR_NO_MEMORY;
+        }
+        *buf = b;
+        *cap = o->len;
+    }
+    return read_at(s->fd, *buf, o->len, o->off);
+}
+
 /* Write the live records to a new log; on success it replaces the old one
  * and the index points into it. */
 static int compact(file_store *s)
@@ -201,18 +215,11 @@ static int compact(file_store *s)
         if (!o->live) {
             continue;
         }
-        if (o->len > cap) {
-            uint8_t *b = realloc(buf, o->len);
-            if (b == NULL) {
-                rc = MQTTC_ERR_NO_MEMORY;
-                goto out;
-            }
-            buf = b;
-            cap = o->len;
-        }
-        if (read_at(s->fd, buf, o->len, o->off) < 0) {
+        rc = read_body(s, o, &buf, &cap); /* MQTTC_ERR_NO_MEMORY or MQTTC_ERR_STORE */
+        if (rc < 0) {
             goto out;
         }
+        rc = MQTTC_ERR_STORE; /* for the failures below */
         if (o->released) {
             buf[1] |= 2u; /* fold the RELEASE record into the body */
         }
@@ -386,7 +393,6 @@ static int file_load(void *ctx, mqttc_store_each each, void *arg)
     file_store *s = ctx;
     uint8_t *buf = NULL;
     size_t cap = 0, i;
-    uint32_t id;
     int rc = 0;
     for (i = s->x.head; i < s->x.n && rc == 0; i++) {
         store_out *o = &s->x.v[i];
@@ -394,16 +400,7 @@ static int file_load(void *ctx, mqttc_store_each each, void *arg)
         if (!o->live) {
             continue;
         }
-        if (o->len > cap) {
-            uint8_t *b = realloc(buf, o->len);
-            if (b == NULL) {
-                rc = MQTTC_ERR_NO_MEMORY;
-                break;
-            }
-            buf = b;
-            cap = o->len;
-        }
-        rc = read_at(s->fd, buf, o->len, o->off);
+        rc = read_body(s, o, &buf, &cap);
         if (rc == 0) {
             rc = store_body_decode(buf, o->len, o->id, &r);
         }
@@ -413,16 +410,7 @@ static int file_load(void *ctx, mqttc_store_each each, void *arg)
         }
     }
     free(buf);
-    for (id = 1; id <= 65535u && rc == 0; id++) {
-        if (store_index_in_test(&s->x, (uint16_t)id)) {
-            mqttc_store_record r;
-            memset(&r, 0, sizeof r);
-            r.kind = MQTTC_STORE_INBOUND;
-            r.packet_id = (uint16_t)id;
-            rc = each(arg, &r);
-        }
-    }
-    return rc;
+    return rc < 0 ? rc : store_index_load_inbound(&s->x, each, arg);
 }
 
 static void file_close(void *ctx)

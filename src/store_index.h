@@ -35,6 +35,8 @@ void store_index_clear(store_index *x, mqttc_store_kind kind);
 bool store_index_in_test(const store_index *x, uint16_t id);
 void store_index_in_set(store_index *x, uint16_t id, bool on);
 void store_index_free(store_index *x);
+/* Hand every live inbound id to `each`, in id order. */
+int store_index_load_inbound(const store_index *x, mqttc_store_each each, void *arg);
 
 size_t store_body_size(const mqttc_store_record *r);
 void store_body_encode(uint8_t *dst, const mqttc_store_record *r);
