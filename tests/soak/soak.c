@@ -39,7 +39,6 @@
  * The long run: tests/soak/run_soak.sh --messages 1000000.
  */
 #define _POSIX_C_SOURCE 200809L
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -57,6 +56,7 @@
 #endif
 
 #include "broker.h"
+#include "testutil.h"
 #include "mqttc/client.h"
 
 /* AddressSanitizer keeps freed memory in quarantine, so RSS grows by design. */
@@ -123,23 +123,6 @@ static long rss_kb(void)
     }
     fclose(f);
     return resident < 0 ? -1 : resident * (sysconf(_SC_PAGESIZE) / 1024);
-}
-
-static int fd_count(void)
-{
-    int n = 0;
-    struct dirent *e;
-    DIR *d = opendir("/proc/self/fd");
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') {
-            n++;
-        }
-    }
-    closedir(d);
-    return n - 1; /* the directory's own descriptor */
 }
 
 static void touch_pages(void *p, size_t len)
@@ -464,7 +447,7 @@ int main(int argc, char **argv)
             s->sent = seq;
             s->received = unique_received();
             s->rss_kb = rss_kb();
-            s->fds = fd_count();
+            s->fds = tu_open_fds();
             if (ns < MAX_SAMPLES) {
                 ns++;
             }
@@ -548,7 +531,7 @@ int main(int argc, char **argv)
         s->sent = n_msgs;
         s->received = unique_received();
         s->rss_kb = rss_kb();
-        s->fds = fd_count();
+        s->fds = tu_open_fds();
         if (ns < MAX_SAMPLES) {
             ns++;
         }

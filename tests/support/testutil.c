@@ -6,6 +6,8 @@
 
 #include <cmocka.h>
 
+#include <dirent.h>
+
 #include "testutil.h"
 
 size_t tu_unhex(const char *hex, uint8_t *out, size_t cap)
@@ -37,4 +39,21 @@ size_t tu_unhex(const char *hex, uint8_t *out, size_t cap)
     }
     assert_int_equal(hi, -1); /* odd number of digits */
     return n;
+}
+
+int tu_open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+    if (d == NULL) {
+        return -1;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] != '.') {
+            n++;
+        }
+    }
+    closedir(d);
+    return n - 1; /* the directory stream's own descriptor */
 }

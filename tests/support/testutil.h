@@ -25,4 +25,8 @@
  *  Returns the byte count. */
 size_t tu_unhex(const char *hex, uint8_t *out, size_t cap);
 
+/** Descriptors this process has open (/proc/self/fd), or -1. Plain C: no
+ *  cmocka needed to call it. */
+int tu_open_fds(void);
+
 #endif

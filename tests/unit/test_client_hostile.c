@@ -24,7 +24,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -131,23 +130,6 @@ static long long glibc_in_use(void)
     }
 #endif
     return -1;
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
-    int n = 0;
-    if (d == NULL) {
-        return -1;
-    }
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] != '.') {
-            n++;
-        }
-    }
-    closedir(d);
-    return n - 1; /* the directory stream's own descriptor */
 }
 
 /* ---- fixture ------------------------------------------------------------- */
@@ -1127,7 +1109,7 @@ static void many_cycles_no_growth(void **state)
          * transport open and both messages queued. */
         if (i == warm || i == cycles - 1) {
             long long heap = atomic_load(&heap_live), glibc = glibc_in_use();
-            int fds = count_fds();
+            int fds = tu_open_fds();
             if (i == warm) {
                 heap0 = heap;
                 glibc0 = glibc;
