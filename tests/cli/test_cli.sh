@@ -40,23 +40,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() {
-    PASSED=$((PASSED + 1))
-    echo "ok   - $1"
-}
-
-not_ok() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    shift
-    for why in "$@"; do
-        echo "       $why"
-    done
-}
-
-free_port() {
-    timeout 5 python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/lib.sh"
 
 # ---- the broker -------------------------------------------------------------
 # Listener PORT: anonymous clients welcome. Listener DENY_PORT: anonymous
@@ -79,8 +63,8 @@ EOF
         BROKER_PID=$!
         local i
         for i in $(seq 1 50); do
-            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null &&
-                timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$DENY_PORT" 2>/dev/null; then
+            if port_open "$PORT" &&
+                port_open "$DENY_PORT"; then
                 return 0
             fi
             kill -0 "$BROKER_PID" 2>/dev/null || break
@@ -578,7 +562,7 @@ EOF
         for i in $(seq 1 50); do
             local up=1
             for p in "$TLS_PORT" "$WRONG_PORT" "$MTLS_PORT" "$WS_PORT" "$WSS_PORT"; do
-                timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$p" 2>/dev/null || up=0
+                port_open "$p" || up=0
             done
             [ $up -eq 1 ] && return 0
             kill -0 "$TLS_BROKER_PID" 2>/dev/null || break

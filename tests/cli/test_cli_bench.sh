@@ -38,23 +38,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() {
-    PASSED=$((PASSED + 1))
-    echo "ok   - $1"
-}
-
-not_ok() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    shift
-    for why in "$@"; do
-        echo "       $why"
-    done
-}
-
-free_port() {
-    timeout 5 python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'
-}
+. "$(dirname "$0")/lib.sh"
 
 # ---- the broker (as tests/cli/test_cli.sh starts it) -------------------------
 # Queues large enough that mosquitto's own limits (max_queued_messages,
@@ -74,7 +58,7 @@ EOF
         "$MOSQUITTO" -c "$WORK/mosquitto.conf" >"$WORK/broker.log" 2>&1 &
         BROKER_PID=$!
         for i in $(seq 1 50); do
-            if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null; then
+            if port_open "$PORT"; then
                 return 0
             fi
             kill -0 "$BROKER_PID" 2>/dev/null || break

@@ -32,20 +32,14 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-not_ok() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    shift
-    for why in "$@"; do echo "       $why"; done
-}
+. "$(dirname "$0")/lib.sh"
 check() { # check NAME CONDITION-COMMAND...
     local name=$1
     shift
     if "$@"; then ok "$name"; else not_ok "$name" "failed: $*"; fi
 }
 
-PORT=$(timeout 5 python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+PORT=$(free_port)
 cat >"$WORK/mosquitto.conf" <<CONF
 user root
 persistence true
@@ -62,7 +56,7 @@ start_broker() {
     BROKER_PID=$!
     local i
     for i in $(seq 1 100); do
-        timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null && return 0
+        port_open "$PORT" && return 0
         sleep 0.05
     done
     echo "cannot start mosquitto:"
