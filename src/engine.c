@@ -382,17 +382,19 @@ static void inbound_add(mqttc_engine *e, uint16_t id)
     }
 }
 
-static void inbound_remove(mqttc_engine *e, uint16_t id)
+/* Forget `id`; false if it was not recorded. */
+static bool inbound_remove(mqttc_engine *e, uint16_t id)
 {
     int i = inbound_find(e, id);
     if (i < 0) {
-        return;
+        return false;
     }
     if (e->inbound_bits != NULL) {
         e->inbound_bits[id >> 3] &= (uint8_t)~(1u << (id & 7));
     } else {
         e->cfg.inbound_ids[i] = e->cfg.inbound_ids[--e->inbound_count];
     }
+    return true;
 }
 
 void mqttc_engine_clear_inbound(mqttc_engine *e)
@@ -463,9 +465,8 @@ static int on_publish(mqttc_engine *e, const mqttc_packet *p)
 
 static int on_pubrel(mqttc_engine *e, uint16_t id)
 {
-    if (inbound_find(e, id) >= 0) {
+    if (inbound_remove(e, id)) {
         mqttc_event ev;
-        inbound_remove(e, id);
         ev.type = MQTTC_EV_PUBREL;
         ev.u.pubrel.packet_id = id;
         emit(e, &ev);
@@ -669,27 +670,33 @@ int mqttc_engine_start(mqttc_engine *e, const mqttc_connect *c, uint32_t now)
     return 0;
 }
 
+/* Is `id` taken by an unfinished message or request? */
+static bool id_in_use(mqttc_engine *e, uint16_t id)
+{
+    mqttc_link *l;
+    for (l = e->pubs.next; l != &e->pubs; l = l->next) {
+        if (MSG_OF(l)->packet_id == id) {
+            return true;
+        }
+    }
+    for (l = e->reqs.next; l != &e->reqs; l = l->next) {
+        if (REQ_OF(l)->packet_id == id) {
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Allocate a packet id, 1..65535, not used by any unfinished message or
  * request. Until the counter first wraps every id is fresh. */
 static int alloc_id(mqttc_engine *e)
 {
     uint32_t tries;
     for (tries = 0; tries < 65535u; tries++) {
-        mqttc_link *l;
-        bool used = false;
         uint16_t id = e->last_id == 65535u ? 1u : (uint16_t)(e->last_id + 1u);
         e->ids_wrapped |= id < e->last_id;
         e->last_id = id;
-        if (!e->ids_wrapped) {
-            return id;
-        }
-        for (l = e->pubs.next; l != &e->pubs && !used; l = l->next) {
-            used = MSG_OF(l)->packet_id == id;
-        }
-        for (l = e->reqs.next; l != &e->reqs && !used; l = l->next) {
-            used = REQ_OF(l)->packet_id == id;
-        }
-        if (!used) {
+        if (!e->ids_wrapped || !id_in_use(e, id)) {
             return id;
         }
     }
@@ -776,10 +783,8 @@ int mqttc_engine_restore(mqttc_engine *e, mqttc_message *m, uint16_t packet_id, 
     if (e->state != MQTTC_STATE_OFFLINE || e->depth > 0) {
         return MQTTC_ERR_BAD_STATE;
     }
-    for (l = e->pubs.next; l != &e->pubs; l = l->next) {
-        if (MSG_OF(l)->packet_id == packet_id) {
-            return MQTTC_ERR_INVALID_ARG;
-        }
+    if (id_in_use(e, packet_id)) {
+        return MQTTC_ERR_INVALID_ARG;
     }
     /* A released message is in flight (the broker holds it): it goes with
      * the written ones, before the first unsent message. Any other may never
