@@ -421,10 +421,10 @@ static int store_accept(void *user, mqttc_message *m)
 /* A store step of a flow failed. Continuing would let the next packet of the
  * flow out with the store behind it, so the connection is dropped: the flow
  * resumes from the broker's re-send or ours after the reconnect. */
-static void store_failed(mqttc_client *c, const char *what, int rc)
+static void store_failed(mqttc_client *c, int rc)
 {
-    logf_(c, MQTTC_LOG_ERROR, "store: %s failed: %s (%s)", what, mqttc_strerror(rc),
-          strerror(errno));
+    logf_(c, MQTTC_LOG_ERROR, "store: recording a step of a QoS flow failed: %s (%s)",
+          mqttc_strerror(rc), strerror(errno));
     mqttc_engine_connection_lost(&c->eng, MQTTC_ERR_STORE);
 }
 
@@ -470,8 +470,18 @@ static void store_track(mqttc_client *c, const mqttc_event *ev)
         break;
     }
     if (rc < 0) {
-        store_failed(c, "recording a step of a QoS flow", rc);
+        store_failed(c, rc);
     }
+}
+
+/* A node with room for `cap` bytes of topic and payload. */
+static client_msg *alloc_node(size_t cap)
+{
+    client_msg *cm = malloc(sizeof *cm + cap);
+    if (cm != NULL) {
+        cm->cap = (uint32_t)(cap <= UINT32_MAX ? cap : 0);
+    }
+    return cm;
 }
 
 static client_msg *new_msg(mqttc_client *c, const char *topic, size_t tlen, const void *payload,
@@ -486,12 +496,10 @@ static client_msg *new_msg(mqttc_client *c, const char *topic, size_t tlen, cons
     } else if (c->cfg.preallocate) {
         return NULL; /* the caller tells TOO_LARGE from QUEUE_FULL */
     } else {
-        size_t cap = need <= c->slot ? c->slot : need;
-        cm = malloc(sizeof *cm + cap);
+        cm = alloc_node(need <= c->slot ? c->slot : need);
         if (cm == NULL) {
             return NULL;
         }
-        cm->cap = (uint32_t)(cap <= UINT32_MAX ? cap : 0);
     }
     memset(&cm->m, 0, sizeof cm->m);
     memcpy((char *)(cm + 1), topic, tlen);
@@ -529,19 +537,15 @@ static void free_pool(mqttc_client *c)
     c->pool_count = 0;
 }
 
-/* The preallocated nodes: queue_max_msgs of them. */
+/* The preallocated nodes: one per message the queue may hold. */
 static int fill_pool(mqttc_client *c)
 {
-    uint32_t n = c->cfg.queue_max_msgs ? c->cfg.queue_max_msgs : 1000;
-    for (uint32_t i = 0; i < n; i++) {
-        client_msg *cm = malloc(sizeof *cm + c->slot);
+    for (uint32_t i = 0; i < c->eng.cfg.queue_max_msgs; i++) { /* the engine's default applied */
+        client_msg *cm = alloc_node(c->slot);
         if (cm == NULL) {
             return MQTTC_ERR_NO_MEMORY;
         }
-        cm->cap = (uint32_t)c->slot;
-        cm->next_done = c->pool;
-        c->pool = cm;
-        c->pool_count++;
+        release_msg(c, cm); /* into the pool: preallocate keeps every node */
     }
     return 0;
 }
